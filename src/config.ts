@@ -1,0 +1,128 @@
+/**
+ * Node configuration: loading, defaults and validation against config/node.schema.json.
+ *
+ * Invariant: a config that reaches the rest of the node has every key present (defaults
+ * filled in) and every value in range. A bad file fails with one line naming the file,
+ * the key and what was expected (ERR_CONFIG_INVALID).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import AjvModule from 'ajv';
+import { ErrorCode, ptnError } from './errors.js';
+
+export interface StorageConfig {
+  pageSizeBytes: number;
+  pageCacheBytesMax: number;
+  checkpointIntervalMs: number;
+  checkpointDirtyRatio: number;
+  keyBytesMax: number;
+  valueBytesMax: number;
+  counterGapsMax: number;
+}
+
+export interface WalConfig {
+  durability: 'fsync' | 'background';
+  flushIntervalMs: number;
+  segmentBytes: number;
+  historyBytesMax: number;
+  recordBytesMax: number;
+  bufferBytesMax: number;
+  tempSegmentBytes: number;
+}
+
+export interface NetConfig {
+  frameBytesMax: number;
+  requestTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  failureTimeoutMs: number;
+  sendBufferBytesMax: number;
+  reconnectRetries: number;
+}
+
+export interface NodeConfig {
+  nodeId: string;
+  clusterId: string;
+  clusterSecret: string;
+  host: string;
+  port: number;
+  adminPort: number;
+  /** Absolute after loading. */
+  dataDir: string;
+  seeds: string[];
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  storage: StorageConfig;
+  wal: WalConfig;
+  net: NetConfig;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Path of the JSON schema every node config is checked against. */
+export const CONFIG_SCHEMA_PATH = path.resolve(here, '..', 'config', 'node.schema.json');
+
+type AjvCtor = typeof AjvModule.default;
+const Ajv: AjvCtor = (AjvModule as unknown as { default?: AjvCtor }).default ?? (AjvModule as unknown as AjvCtor);
+
+let validator: ReturnType<InstanceType<AjvCtor>['compile']> | undefined;
+function getValidator() {
+  if (!validator) {
+    const schema = JSON.parse(fs.readFileSync(CONFIG_SCHEMA_PATH, 'utf8'));
+    const ajv = new Ajv({ useDefaults: true, allErrors: false, strict: false, verbose: true });
+    validator = ajv.compile(schema);
+  }
+  return validator;
+}
+
+/**
+ * Validates a parsed config object, filling defaults in place. `source` names the file in
+ * error messages. Relative `dataDir` resolves against `baseDir`.
+ */
+export function validateConfig(raw: unknown, source = '<config>', baseDir = process.cwd()): NodeConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw ptnError(ErrorCode.ERR_CONFIG_INVALID, `${source}: expected a JSON object at the top level`);
+  }
+  const obj = structuredClone(raw) as Record<string, unknown>;
+  const validate = getValidator();
+  if (!validate(obj)) {
+    const e = validate.errors![0]!;
+    let key = e.instancePath.replace(/^\//, '').replaceAll('/', '.');
+    let expected = (e.message ?? 'a valid value').replace(/^must (be )?/, '');
+    if (e.keyword === 'additionalProperties') {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      key = key ? `${key}.${extra}` : extra;
+      expected = 'no such key (unknown key)';
+    } else if (e.keyword === 'enum') {
+      expected = `one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`;
+    }
+    const got = e.keyword === 'additionalProperties' ? '' : `, got ${JSON.stringify(e.data)}`;
+    throw ptnError(ErrorCode.ERR_CONFIG_INVALID, `${source}: ${key || '(top level)'}: expected ${expected}${got}`, {
+      details: { source, key, keyword: e.keyword },
+    });
+  }
+  const cfg = obj as unknown as NodeConfig;
+  cfg.dataDir = path.resolve(baseDir, cfg.dataDir);
+  return cfg;
+}
+
+/** Reads, parses and validates a config file. */
+export function loadConfigFile(file: string): NodeConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw ptnError(ErrorCode.ERR_CONFIG_INVALID, `${file}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw ptnError(ErrorCode.ERR_CONFIG_INVALID, `${file}: not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return validateConfig(raw, file, path.dirname(path.resolve(file)));
+}
+
+/** A full config with defaults, overridden by `overrides` (handy in tests and generators). */
+export function defaultConfig(overrides: Record<string, unknown> = {}): NodeConfig {
+  return validateConfig(overrides, '<defaults>');
+}

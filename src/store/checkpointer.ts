@@ -1,0 +1,103 @@
+/**
+ * Checkpointer: turns dirty pages into a durable, self-consistent partition-file state and
+ * lets the WAL drop what recovery no longer needs.
+ *
+ * Sequence (one checkpoint at a time; concurrent requests share the running one):
+ *   1. PageMemory.beginCheckpoint() quiesces mutations for an instant, captures the dirty pages
+ *      and, at that same instant, the WAL position `replayFrom` (every record before it is
+ *      reflected in the captured pages).
+ *   2. WAL: CHECKPOINT_BEGIN {id, replayFrom}, flushed (write-ahead: the pages never get ahead of
+ *      the log that produced them).
+ *   3. The captured pages are written (fresh pages in place, overwritten pages through the
+ *      checkpoint journal, see page-memory.ts), files fsynced.
+ *   4. WAL: CHECKPOINT_END {id}, flushed; the WAL may now delete segments before replayFrom.
+ * Triggers: periodic (checkpointIntervalMs), dirty-page pressure, and on demand.
+ */
+import type { PageMemory } from '../pagememory/page-memory.js';
+import type { NodeWal } from '../wal/node-wal.js';
+import type { WalPointer } from '../wal/record.js';
+import type { Logger } from '../util/log.js';
+
+export interface CheckpointResult {
+  checkpointId: number;
+  reason: string;
+  pages: number;
+  bytes: number;
+  journalPages: number;
+  durationMs: number;
+  replayFrom: WalPointer;
+}
+
+export class Checkpointer {
+  private running: Promise<CheckpointResult> | undefined;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Called after each completed checkpoint (the store purges tombstones there). */
+  onCompleted: ((r: CheckpointResult) => Promise<void>) | undefined;
+  lastResult: CheckpointResult | undefined;
+  completed = 0;
+
+  constructor(
+    private readonly pm: PageMemory,
+    private readonly wal: NodeWal,
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.checkpoint('periodic').catch((err) => this.log.error({ err }, 'periodic checkpoint failed'));
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Runs a checkpoint now, or joins the one running (then runs one more if asked while running). */
+  checkpoint(reason: string): Promise<CheckpointResult> {
+    if (this.running) {
+      if (reason !== 'pressure') this.again = true;
+      return this.running;
+    }
+    this.running = this.run(reason).finally(() => {
+      this.running = undefined;
+      if (this.again && !this.closed) {
+        this.again = false;
+        this.checkpoint('queued').catch((err) => this.log.error({ err }, 'queued checkpoint failed'));
+      }
+    });
+    return this.running;
+  }
+
+  private async run(reason: string): Promise<CheckpointResult> {
+    const t0 = performance.now();
+    const { captured: replayFrom, checkpoint } = await this.pm.beginCheckpoint(() => this.wal.position());
+    await this.wal.append({ type: 'checkpointBegin', checkpointId: checkpoint.checkpointId, replayFrom });
+    await this.wal.flush();
+    const stats = await checkpoint.write();
+    await this.wal.append({ type: 'checkpointEnd', checkpointId: checkpoint.checkpointId });
+    await this.wal.flush();
+    await this.wal.checkpointCompleted(replayFrom);
+    const result: CheckpointResult = {
+      checkpointId: checkpoint.checkpointId,
+      reason,
+      pages: stats.pages,
+      bytes: stats.bytes,
+      journalPages: stats.journalPages,
+      durationMs: performance.now() - t0,
+      replayFrom,
+    };
+    this.lastResult = result;
+    this.completed++;
+    this.log.debug({ checkpoint: result }, 'checkpoint completed');
+    if (this.onCompleted) await this.onCompleted(result);
+    return result;
+  }
+
+  /** Stops the timer and waits for a running checkpoint. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.running) await this.running.catch(() => undefined);
+  }
+}

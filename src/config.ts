@@ -41,6 +41,20 @@ export interface NetConfig {
   reconnectRetries: number;
 }
 
+export interface ClusterConfig {
+  syncMode: 'full-sync' | 'primary-sync';
+  joinTimeoutMs: number;
+  topologyAckTimeoutMs: number;
+  writeRetryMs: number;
+}
+
+export interface RebalanceConfig {
+  throttleBytesPerSec: number;
+  fullBatchBytesMax: number;
+  receiveSlots: number;
+  sendSlots: number;
+}
+
 export interface NodeConfig {
   nodeId: string;
   clusterId: string;
@@ -55,6 +69,8 @@ export interface NodeConfig {
   storage: StorageConfig;
   wal: WalConfig;
   net: NetConfig;
+  cluster: ClusterConfig;
+  rebalance: RebalanceConfig;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

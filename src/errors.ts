@@ -11,6 +11,7 @@ export const ErrorCode = {
   // configuration and usage
   ERR_CONFIG_INVALID: 'ERR_CONFIG_INVALID',
   ERR_USAGE: 'ERR_USAGE',
+  ERR_CLUSTER_NOT_READY: 'ERR_CLUSTER_NOT_READY',
   // lifecycle
   ERR_NOT_OPEN: 'ERR_NOT_OPEN',
   ERR_CLOSED: 'ERR_CLOSED',
@@ -50,6 +51,7 @@ export const ErrorCode = {
   ERR_REQUEST_TIMEOUT: 'ERR_REQUEST_TIMEOUT',
   ERR_CONNECTION_CLOSED: 'ERR_CONNECTION_CLOSED',
   ERR_REMOTE: 'ERR_REMOTE',
+  ERR_UNKNOWN_METHOD: 'ERR_UNKNOWN_METHOD',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -50,13 +50,15 @@ export interface Topology {
   coordinator: string;
   nodes: TopologyNode[];
   caches: CacheDef[];
+  /** Highest cache id ever handed out (ids are never reused). */
+  cacheIdMax: number;
   /** cache name → per partition copies. */
   partitions: Record<string, PartitionCopies[]>;
 }
 
 /** An empty topology with one node (a cluster that starts). */
 export function initialTopology(clusterId: string, self: Omit<TopologyNode, 'order'>): Topology {
-  return { version: 1, clusterId, coordinator: self.id, nodes: [{ ...self, order: 1 }], caches: [], partitions: {} };
+  return { version: 1, clusterId, coordinator: self.id, nodes: [{ ...self, order: 1 }], caches: [], cacheIdMax: 0, partitions: {} };
 }
 
 /** Result of a recomputation. */

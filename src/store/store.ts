@@ -416,6 +416,23 @@ export class Store {
     );
   }
 
+  /**
+   * Marks counters as applied without entries: after an entry-by-entry copy, every counter the
+   * supplier had applied when its scan began is reflected in what was copied (overwritten and
+   * purged updates included). `lwm` covers 1..lwm; `ranges` are inclusive.
+   */
+  async markCountersApplied(cacheId: number, partition: number, lwm: number, ranges: Array<[number, number]>): Promise<void> {
+    this.checkOpen();
+    await this.pm.enterMutation();
+    try {
+      const ps = await this.ensurePartition(cacheId, partition);
+      if (lwm >= 1) ps.counter.addRange(1, lwm);
+      for (const [from, to] of ranges) ps.counter.addRange(from, to);
+    } finally {
+      this.pm.exitMutation();
+    }
+  }
+
   // ---------------------------------------------------------------- reads
 
   /** Reads a key; undefined when absent or removed. */

@@ -1,0 +1,70 @@
+/**
+ * Prometheus metrics of one node (prom-client, a registry per node so several nodes can live in
+ * one test process). Values are read from the node's components when scraped.
+ */
+import client from 'prom-client';
+import type { ClusterNode } from './node.js';
+import { isRebalanced } from './topology.js';
+
+export class NodeMetrics {
+  readonly registry = new client.Registry();
+
+  constructor(private readonly node: ClusterNode) {
+    this.registry.setDefaultLabels({ node: node.selfId });
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'ptn_process_' });
+    const gauge = (name: string, help: string, read: () => number | undefined, labelNames: string[] = []) =>
+      new client.Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
+        collect() {
+          const v = read();
+          if (v !== undefined) this.set(v);
+        },
+      });
+    const n = this.node;
+    const ready = () => n.status === 'running' && n.store !== undefined;
+    gauge('ptn_topology_version', 'Topology version this node has applied.', () => n.topology()?.version);
+    gauge('ptn_cluster_rebalanced', '1 when no copy of any partition is MOVING.', () => (isRebalanced(n.topology()) ? 1 : 0));
+    gauge('ptn_rebalance_partitions_left', 'Copies still MOVING in the cluster.', () => {
+      let left = 0;
+      for (const parts of Object.values(n.topology().partitions)) for (const pc of parts) left += Object.values(pc.copies).filter((s) => s === 'MOVING').length;
+      return left;
+    });
+    gauge('ptn_rebalance_partitions_total', 'Rebalance tasks known to this node.', () => (ready() ? n.rebalancer.list().length : undefined));
+    new client.Gauge({
+      name: 'ptn_rebalance_bytes_received',
+      help: 'Bytes received by rebalancing, by path.',
+      labelNames: ['path'],
+      registers: [this.registry],
+      collect() {
+        if (ready()) this.set({ path: 'full' }, n.rebalancer.bytesReceived);
+      },
+    });
+    new client.Gauge({
+      name: 'ptn_rebalance_bytes_sent',
+      help: 'Bytes sent by rebalancing, by path.',
+      labelNames: ['path'],
+      registers: [this.registry],
+      collect() {
+        if (ready()) this.set({ path: 'full' }, n.rebalancer.bytesSent);
+      },
+    });
+    gauge('ptn_rebalance_throttle_bytes_per_second', 'Rebalance byte-rate limit in force (0 = none).', () => n.config.rebalance.throttleBytesPerSec);
+    gauge('ptn_writes_primary', 'Writes this node applied as the primary.', () => (ready() ? n.writes.counts.primaryWrites : undefined));
+    gauge('ptn_writes_replica_applied', 'Replicated writes this node applied as a copy.', () => (ready() ? n.writes.counts.replicaApplied : undefined));
+    gauge('ptn_wal_bytes', 'Bytes in the node WAL.', () => (ready() ? n.store.stats().wal.bytes : undefined));
+    gauge('ptn_page_cache_bytes', 'Bytes held by the page cache.', () => (ready() ? n.store.stats().pageMemory.cachedBytes : undefined));
+    gauge('ptn_page_cache_dirty_bytes', 'Dirty bytes in the page cache.', () => (ready() ? n.store.stats().pageMemory.dirtyBytes : undefined));
+    gauge('ptn_checkpoints', 'Checkpoints completed since start.', () => (ready() ? n.store.stats().checkpoints : undefined));
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,626 @@
+/**
+ * One authenticated WebSocket: the same class on the dialing and on the accepting side.
+ *
+ * Role: runs the handshake (handshake.ts), then carries requests/responses, one-way
+ * notifications and heartbeats in both directions, so the accepting side (a supplier
+ * streaming file chunks server → client, the fast direction) can send as freely as the dialer.
+ *
+ * Lifecycle: 'handshake' → 'open' → 'closing' → 'closed'. Nothing but handshake frames is
+ * accepted before 'open'. `close()` is idempotent, rejects every pending request and every
+ * sender waiting for buffer room with ERR_CONNECTION_CLOSED, stops the timers and resolves once
+ * the socket is closed (ws's `closeTimeout` bounds the closing handshake).
+ *
+ * Backpressure, both ways:
+ * - sending: every send path awaits `drained()`, which holds senders while `ws.bufferedAmount`
+ *   is at or above `net.sendBufferBytesMax`; a send then adds at most one frame, so queued
+ *   bytes stay below sendBufferBytesMax + one frame.
+ * - receiving: frames whose handlers (and responses) have not finished are counted; at
+ *   `receiveBufferBytesMax` bytes or `handlersInflightMax` frames the socket stops reading
+ *   (`ws.pause()`), so a peer that outruns our handlers (a slow disk) is slowed by TCP.
+ * Notifications run one at a time in arrival order (file chunks stay in order);
+ * requests run concurrently.
+ *
+ * Errors: no socket event or bad frame ever throws out of an event handler; each is turned
+ * into a coded error, logged as one line and the connection closed with the matching close
+ * code (close-codes.ts). Heartbeat: a PING when nothing was sent for half an interval; any
+ * received frame counts as life; nothing for `failureTimeoutMs` → 'dead', then closed.
+ */
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { WebSocket, RawData } from 'ws';
+import type { NetConfig } from '../config.js';
+import { ErrorCode, PtnError, assert, ptnError } from '../errors.js';
+import { CLOSE_NORMAL, closeCodeFor, errorFromClose, errorFromSocket } from './close-codes.js';
+import {
+  type Body,
+  type Frame,
+  FrameType,
+  PreparedFrame,
+  assertMethod,
+  decodeFrame,
+  encodeFrame,
+  frameTypeName,
+  sealFrame,
+} from './frames.js';
+import { ClientHandshake, type NetIdentity, type RemoteInfo, type RemoteRole, ServerHandshake } from './handshake.js';
+
+export type { Body } from './frames.js';
+export type { NetIdentity, RemoteRole } from './handshake.js';
+
+/** Serves one method. May return a `PreparedFrame` (made with method '') to answer with a large raw body without a copy. */
+export type Handler = (body: Body, conn: Connection) => Promise<Body | PreparedFrame | void> | Body | PreparedFrame | void;
+/** Log callback; the node passes one that writes one structured line. */
+export type NetLog = (level: 'info' | 'warn' | 'error', msg: string, extra?: object) => void;
+/** Where a connection looks for a handler it does not have itself (server- or dial-level registry). */
+export type HandlerLookup = (method: string) => Handler | undefined;
+
+/** Counters of one connection. */
+export interface ConnectionStats {
+  bytesSent: number;
+  bytesReceived: number;
+  framesSent: number;
+  framesReceived: number;
+  /** Last measured PING round trip. */
+  rttMs?: number;
+  /** Times a sender waited in `drained()` for buffer room. */
+  drainWaits: number;
+  /** Times reading paused because received work was not finished. */
+  readPauses: number;
+}
+
+/** Limits on received work not yet finished, per connection. */
+export interface ConnectionLimits {
+  /** Bytes of received frames whose handling is not finished before reading pauses. Default `net.sendBufferBytesMax`. */
+  receiveBufferBytesMax?: number;
+  /** Received frames whose handling is not finished before reading pauses. Default 256. */
+  handlersInflightMax?: number;
+}
+
+/** @internal what `Connection.open()` needs. */
+export interface ConnectionInit extends ConnectionLimits {
+  ws: WebSocket;
+  dialed: boolean;
+  identity: NetIdentity;
+  config: NetConfig;
+  remoteAddress: string;
+  fallback?: HandlerLookup;
+  log?: NetLog;
+}
+
+type Phase = 'handshake' | 'open' | 'closing' | 'closed';
+
+interface Pending {
+  resolve: (body: Body) => void;
+  reject: (err: PtnError) => void;
+  timer: NodeJS.Timeout;
+  method: string;
+}
+
+const HANDLERS_INFLIGHT_MAX_DEFAULT = 256;
+const noop = () => {};
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
+  return typeof (v as PromiseLike<unknown> | null)?.then === 'function';
+}
+
+/** The error a request rejects with when its peer answered with an ERROR frame. */
+function remoteError(body: Body, method: string): PtnError {
+  const b = (typeof body === 'object' && body !== null ? body : {}) as { code?: unknown; message?: unknown };
+  const message = `remote ${method}: ${typeof b.message === 'string' ? b.message : 'error'}`;
+  if (typeof b.code === 'string' && Object.hasOwn(ErrorCode, b.code)) {
+    return ptnError(b.code as ErrorCode, message, { details: { remote: true, method } });
+  }
+  return ptnError(ErrorCode.ERR_REMOTE, message, { details: { remote: true, method, remoteCode: b.code } });
+}
+
+/** One authenticated socket; see the file comment. Made by `NetServer` and `dial()`, never directly. */
+export class Connection extends EventEmitter {
+  readonly dialed: boolean;
+  readonly remoteAddress: string;
+  readonly stats: ConnectionStats = { bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, drainWaits: 0, readPauses: 0 };
+
+  readonly #ws: WebSocket;
+  readonly #config: NetConfig;
+  readonly #log: NetLog;
+  readonly #fallback: HandlerLookup | undefined;
+  readonly #handlers = new Map<string, Handler>();
+  readonly #receiveBufferBytesMax: number;
+  readonly #handlersInflightMax: number;
+  #phase: Phase = 'handshake';
+  #remote: RemoteInfo = { nodeId: '', role: 'peer' };
+  #serverHandshake: ServerHandshake | undefined;
+  #clientHandshake: ClientHandshake | undefined;
+  #helloSent = false;
+  readonly #ready: Promise<Connection>;
+  #resolveReady: (c: Connection) => void = noop;
+  #rejectReady: (e: PtnError) => void = noop;
+  readonly #closed: Promise<void>;
+  #resolveClosed: () => void = noop;
+  #closeError: PtnError | undefined;
+  #socketError: PtnError | undefined;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #drainWaiters: Array<{ resolve: () => void; reject: (e: PtnError) => void }> = [];
+  readonly #notifyQueue: Frame[] = [];
+  #notifyRunning = false;
+  #inboundBytes = 0;
+  #inboundFrames = 0;
+  #readPaused = false;
+  #lastReceivedAtMs = performance.now();
+  #lastSentAtMs = performance.now();
+  #handshakeTimer: NodeJS.Timeout | undefined;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+
+  /** @internal use `Connection.open()`. */
+  private constructor(init: ConnectionInit) {
+    super();
+    this.dialed = init.dialed;
+    this.remoteAddress = init.remoteAddress;
+    this.#ws = init.ws;
+    this.#config = init.config;
+    this.#log = init.log ?? noop;
+    this.#fallback = init.fallback;
+    this.#receiveBufferBytesMax = init.receiveBufferBytesMax ?? init.config.sendBufferBytesMax;
+    this.#handlersInflightMax = init.handlersInflightMax ?? HANDLERS_INFLIGHT_MAX_DEFAULT;
+    this.#ready = new Promise<Connection>((resolve, reject) => {
+      this.#resolveReady = resolve;
+      this.#rejectReady = reject;
+    });
+    this.#ready.catch(noop); // the opener awaits it; never an unhandled rejection
+    this.#closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
+    if (init.dialed) this.#clientHandshake = new ClientHandshake(init.identity);
+    else this.#serverHandshake = new ServerHandshake(init.identity);
+    this.#ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
+    this.#ws.on('error', (err) => this.#onSocketError(err));
+    this.#ws.on('close', (code, reason) => this.#onClose(code, reason));
+    this.#handshakeTimer = setTimeout(() => this.#fail(this.#handshakeTimeout()), init.config.handshakeTimeoutMs);
+  }
+
+  /**
+   * @internal Wraps a WebSocket (OPEN on the accepting side, CONNECTING on the dialing side)
+   * and runs the handshake. `ready` resolves with the open connection or rejects with the
+   * coded reason the handshake failed (the socket is then being closed with its close code).
+   */
+  static open(init: ConnectionInit): { connection: Connection; ready: Promise<Connection> } {
+    const connection = new Connection(init);
+    if (!init.dialed) connection.#startServerHandshake();
+    return { connection, ready: connection.#ready };
+  }
+
+  /** Node id the peer proved in the handshake ('' before). */
+  get remoteNodeId(): string {
+    return this.#remote.nodeId;
+  }
+
+  /** 'client' for a CLI, 'peer' for a node. A dialer always sees 'peer'. */
+  get remoteRole(): RemoteRole {
+    return this.#remote.role;
+  }
+
+  /** True from the end of the handshake until closing starts. */
+  get isOpen(): boolean {
+    return this.#phase === 'open';
+  }
+
+  /** Bytes queued on the socket and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  /** Registers a handler for requests/notifications on this connection (before the server-/dial-level registry). */
+  handle(method: string, fn: Handler): void {
+    assertMethod(method);
+    this.#handlers.set(method, fn);
+  }
+
+  /**
+   * Sends a request and resolves with the response body. Rejects with ERR_REQUEST_TIMEOUT,
+   * ERR_CONNECTION_CLOSED, the remote PtnError's own code (details.remote = true) or ERR_REMOTE.
+   * `body` may be a `PreparedFrame` made with the same method (zero-copy raw body).
+   */
+  request(method: string, body: Body | PreparedFrame, opts: { timeoutMs?: number } = {}): Promise<Body> {
+    assertMethod(method);
+    if (this.#phase !== 'open') return Promise.reject(this.#closedError('request'));
+    const id = this.#takeId();
+    const timeoutMs = opts.timeoutMs ?? this.#config.requestTimeoutMs;
+    return new Promise<Body>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(ptnError(ErrorCode.ERR_REQUEST_TIMEOUT, `request ${method} to ${this.remoteNodeId}: no response in ${timeoutMs} ms`, {
+          details: { method, timeoutMs },
+        }));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer, method });
+      this.#send(FrameType.REQUEST, id, method, body).catch((err) => this.#settleWith(id, err));
+    });
+  }
+
+  /** Sends a one-way message; resolves once it is queued within the send budget. */
+  async notify(method: string, body: Body | PreparedFrame): Promise<void> {
+    assertMethod(method);
+    await this.#send(FrameType.NOTIFY, 0, method, body);
+  }
+
+  /**
+   * Resolves when the bytes queued on this socket are below `net.sendBufferBytesMax`
+   * (nothing else is queued by this class). Rejects with ERR_CONNECTION_CLOSED once closing.
+   */
+  async drained(): Promise<void> {
+    for (;;) {
+      if (this.#phase !== 'open') throw this.#closedError('send');
+      if (this.#ws.bufferedAmount < this.#config.sendBufferBytesMax) return;
+      this.stats.drainWaits++;
+      await new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+    }
+  }
+
+  /** Closes the connection (idempotent); resolves when the socket is closed. */
+  close(code = CLOSE_NORMAL, reason = ''): Promise<void> {
+    this.#beginClose(code, reason, ptnError(ErrorCode.ERR_CONNECTION_CLOSED, 'connection closed locally'));
+    return this.#closed;
+  }
+
+  // ── handshake ────────────────────────────────────────────────────────────────────────────
+
+  #startServerHandshake(): void {
+    try {
+      this.#sendNow(encodeFrame(FrameType.CHALLENGE, 0, '', this.#serverHandshake!.challenge(), this.#config.frameBytesMax));
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  #onHandshakeFrame(frame: Frame): void {
+    const max = this.#config.frameBytesMax;
+    if (this.#serverHandshake) {
+      this.#expect(frame, FrameType.HELLO);
+      const { welcome, remote } = this.#serverHandshake.onHello(frame.body);
+      this.#sendNow(encodeFrame(FrameType.WELCOME, 0, '', welcome, max));
+      this.#opened(remote);
+    } else if (!this.#helloSent) {
+      this.#expect(frame, FrameType.CHALLENGE);
+      const hello = this.#clientHandshake!.onChallenge(frame.body);
+      this.#sendNow(encodeFrame(FrameType.HELLO, 0, '', hello, max));
+      this.#helloSent = true;
+    } else {
+      this.#expect(frame, FrameType.WELCOME);
+      this.#opened(this.#clientHandshake!.onWelcome(frame.body));
+    }
+  }
+
+  #expect(frame: Frame, type: FrameType): void {
+    if (frame.type !== type) {
+      throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, `handshake: expected ${frameTypeName(type)}, got ${frameTypeName(frame.type)}`);
+    }
+  }
+
+  #opened(remote: RemoteInfo): void {
+    this.#remote = remote;
+    this.#phase = 'open';
+    this.#serverHandshake = undefined;
+    this.#clientHandshake = undefined;
+    clearTimeout(this.#handshakeTimer);
+    const interval = this.#config.heartbeatIntervalMs;
+    this.#heartbeatTimer = setInterval(() => this.#tick(), interval);
+    this.#heartbeatTimer.unref();
+    this.#resolveReady(this);
+  }
+
+  #handshakeTimeout(): PtnError {
+    const ms = this.#config.handshakeTimeoutMs;
+    return ptnError(ErrorCode.ERR_HANDSHAKE_TIMEOUT, `no complete handshake within ${ms} ms`, { details: { handshakeTimeoutMs: ms } });
+  }
+
+  // ── receiving ────────────────────────────────────────────────────────────────────────────
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    try {
+      if (this.#phase === 'closing' || this.#phase === 'closed') return;
+      const buf = toBuffer(data);
+      this.stats.bytesReceived += buf.length;
+      this.stats.framesReceived++;
+      this.#lastReceivedAtMs = performance.now();
+      if (!isBinary) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'text WebSocket message; frames are binary');
+      const frame = decodeFrame(buf, this.#config.frameBytesMax);
+      if (this.#phase === 'handshake') this.#onHandshakeFrame(frame);
+      else this.#onFrame(frame);
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  #onFrame(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.REQUEST:
+        this.#admit(frame);
+        void this.#serveRequest(frame);
+        return;
+      case FrameType.NOTIFY:
+        this.#admit(frame);
+        this.#notifyQueue.push(frame);
+        if (!this.#notifyRunning) void this.#runNotifications();
+        return;
+      case FrameType.RESPONSE:
+      case FrameType.ERROR:
+        this.#settle(frame);
+        return;
+      case FrameType.PING:
+        if (typeof frame.body !== 'number') throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'PING body is not a number');
+        this.#sendNow(encodeFrame(FrameType.PONG, 0, '', frame.body, this.#config.frameBytesMax));
+        return;
+      case FrameType.PONG:
+        if (typeof frame.body !== 'number') throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'PONG body is not a number');
+        this.stats.rttMs = performance.now() - frame.body;
+        return;
+      default:
+        throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, `unexpected ${frameTypeName(frame.type)} frame after the handshake`);
+    }
+  }
+
+  #lookup(method: string): Handler | undefined {
+    return this.#handlers.get(method) ?? this.#fallback?.(method);
+  }
+
+  async #serveRequest(frame: Frame): Promise<void> {
+    let type: FrameType = FrameType.RESPONSE;
+    let reply: Body | PreparedFrame | void;
+    try {
+      const fn = this.#lookup(frame.method);
+      if (!fn) throw ptnError(ErrorCode.ERR_UNKNOWN_METHOD, `no handler for ${frame.method}`, { details: { method: frame.method } });
+      reply = await fn(frame.body, this);
+    } catch (err) {
+      type = FrameType.ERROR;
+      reply = this.#errorBody(err, frame.method);
+    }
+    try {
+      await this.#send(type, frame.id, '', reply);
+    } catch (err) {
+      // The reply could not be encoded (too large, not JSON-able): answer with that error instead.
+      if (this.#phase === 'open' && type === FrameType.RESPONSE) {
+        await this.#send(FrameType.ERROR, frame.id, '', this.#errorBody(err, frame.method)).catch(noop);
+      }
+    } finally {
+      this.#release(frame);
+    }
+  }
+
+  #errorBody(err: unknown, method: string): { code: string; message: string } {
+    if (err instanceof PtnError) return { code: err.code, message: err.message };
+    const message = (err as Error | undefined)?.message ?? String(err);
+    this.#log('error', `handler ${method} failed with an uncoded error`, { method, error: message });
+    return { code: ErrorCode.ERR_REMOTE, message };
+  }
+
+  async #runNotifications(): Promise<void> {
+    this.#notifyRunning = true;
+    try {
+      while (this.#notifyQueue.length > 0 && this.#phase === 'open') {
+        const frame = this.#notifyQueue.shift()!;
+        try {
+          const fn = this.#lookup(frame.method);
+          if (!fn) this.#log('warn', `no handler for notification ${frame.method}`, { method: frame.method, node: this.remoteNodeId });
+          else {
+            const r = fn(frame.body, this);
+            if (isPromiseLike(r)) await r;
+          }
+        } catch (err) {
+          const code = (err as PtnError).code;
+          this.#log('warn', `notification handler ${frame.method} failed`, { method: frame.method, code, error: (err as Error)?.message });
+        } finally {
+          this.#release(frame);
+        }
+      }
+    } finally {
+      this.#notifyRunning = false;
+    }
+  }
+
+  /** Counts received work; stops reading when too much is unfinished. */
+  #admit(frame: Frame): void {
+    this.#inboundBytes += frame.frameBytes;
+    this.#inboundFrames++;
+    if (!this.#readPaused && (this.#inboundBytes >= this.#receiveBufferBytesMax || this.#inboundFrames >= this.#handlersInflightMax)) {
+      this.#readPaused = true;
+      this.stats.readPauses++;
+      this.#ws.pause();
+    }
+  }
+
+  #release(frame: Frame): void {
+    this.#inboundBytes -= frame.frameBytes;
+    this.#inboundFrames--;
+    if (this.#readPaused && this.#inboundBytes < this.#receiveBufferBytesMax && this.#inboundFrames < this.#handlersInflightMax) {
+      this.#readPaused = false;
+      this.#lastReceivedAtMs = performance.now(); // the silence while paused was ours
+      this.#ws.resume();
+    }
+  }
+
+  #settle(frame: Frame): void {
+    const p = this.#pending.get(frame.id);
+    if (!p) return; // a late answer to a request that already timed out
+    this.#pending.delete(frame.id);
+    clearTimeout(p.timer);
+    if (frame.type === FrameType.RESPONSE) p.resolve(frame.body);
+    else p.reject(remoteError(frame.body, p.method));
+  }
+
+  #settleWith(id: number, err: unknown): void {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    p.reject(err instanceof PtnError ? err : ptnError(ErrorCode.ERR_CONNECTION_CLOSED, String((err as Error)?.message ?? err), { cause: err }));
+  }
+
+  // ── sending ──────────────────────────────────────────────────────────────────────────────
+
+  #takeId(): number {
+    do {
+      this.#nextId = this.#nextId >= 0xffffffff ? 1 : this.#nextId + 1;
+    } while (this.#pending.has(this.#nextId));
+    return this.#nextId;
+  }
+
+  async #send(type: FrameType, id: number, method: string, body: Body | PreparedFrame | void): Promise<void> {
+    if (body instanceof PreparedFrame) assert(body.method === method, `prepared frame for ${body.method} sent as ${method}`);
+    await this.drained();
+    // No await between here and the write: the room checked above is still there.
+    let buf: Buffer;
+    if (body instanceof PreparedFrame) {
+      if (body.buffer.length > this.#config.frameBytesMax) {
+        throw ptnError(ErrorCode.ERR_PROTOCOL_FRAME_TOO_LARGE, `frame of ${body.buffer.length} bytes exceeds frameBytesMax`, {
+          details: { frameBytes: body.buffer.length, frameBytesMax: this.#config.frameBytesMax },
+        });
+      }
+      buf = sealFrame(body, type, id);
+    } else {
+      buf = encodeFrame(type, id, method, body ?? null, this.#config.frameBytesMax);
+    }
+    this.#sendNow(buf);
+  }
+
+  #sendNow(buf: Buffer): void {
+    this.stats.bytesSent += buf.length;
+    this.stats.framesSent++;
+    this.#lastSentAtMs = performance.now();
+    this.#ws.send(buf, { binary: true }, this.#onWritten);
+  }
+
+  /** Called by ws when a frame reached the kernel: senders re-check the room. */
+  readonly #onWritten = (): void => {
+    const waiters = this.#drainWaiters;
+    if (waiters.length === 0) return;
+    this.#drainWaiters = [];
+    for (const w of waiters) w.resolve();
+  };
+
+  #tick(): void {
+    try {
+      if (this.#phase !== 'open') return;
+      const now = performance.now();
+      if (this.#readPaused) this.#lastReceivedAtMs = now;
+      const silentMs = now - this.#lastReceivedAtMs;
+      if (silentMs >= this.#config.failureTimeoutMs) {
+        this.#log('warn', `peer ${this.remoteNodeId} at ${this.remoteAddress} silent for ${Math.round(silentMs)} ms: declared dead`, {
+          node: this.remoteNodeId,
+        });
+        this.#emitSafely('dead');
+        const why = ptnError(ErrorCode.ERR_CONNECTION_CLOSED, `peer silent for ${Math.round(silentMs)} ms`);
+        this.#beginClose(closeCodeFor(why.code), why.code, why, true);
+        return;
+      }
+      const idle = now - this.#lastSentAtMs >= this.#config.heartbeatIntervalMs / 2;
+      if (idle && this.#ws.bufferedAmount < this.#config.sendBufferBytesMax) {
+        this.#sendNow(encodeFrame(FrameType.PING, 0, '', now, this.#config.frameBytesMax));
+      }
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  // ── closing ──────────────────────────────────────────────────────────────────────────────
+
+  #closedError(what: string): PtnError {
+    return ptnError(ErrorCode.ERR_CONNECTION_CLOSED, `${what}: connection to ${this.remoteNodeId || this.remoteAddress} is closed`, {
+      cause: this.#closeError ?? this.#socketError,
+    });
+  }
+
+  /** Closes for an error found on this connection: one log line once open, the matching close code. */
+  #fail(err: unknown): void {
+    if (this.#phase === 'closing' || this.#phase === 'closed') return;
+    let e: PtnError;
+    if (err instanceof PtnError) e = err;
+    else {
+      e = ptnError(ErrorCode.ERR_REMOTE, `internal error: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      this.#log('error', `internal error on connection to ${this.remoteAddress}`, { error: (err as Error)?.stack ?? String(err) });
+    }
+    if (this.#phase === 'open') {
+      this.#log('warn', `closing connection to ${this.remoteNodeId} at ${this.remoteAddress}: ${e.code}`, {
+        code: e.code,
+        error: e.message,
+      });
+    }
+    this.#beginClose(closeCodeFor(e.code), e.code, e);
+  }
+
+  #beginClose(code: number, reason: string, why: PtnError, hard = false): void {
+    if (this.#phase === 'closing' || this.#phase === 'closed') return;
+    this.#phase = 'closing';
+    this.#closeError = why;
+    this.#stopTimers();
+    this.#rejectAll(why);
+    if (this.#readPaused) {
+      // Read again, or the peer's close frame would wait behind the pause until closeTimeout.
+      this.#readPaused = false;
+      this.#ws.resume();
+    }
+    try {
+      if (hard) this.#ws.terminate();
+      else this.#ws.close(code, reason);
+    } catch {
+      this.#ws.terminate();
+    }
+  }
+
+  /** ws emits 'error' then 'close'; the error names why the close happened. */
+  #onSocketError(err: unknown): void {
+    const e = errorFromSocket(err);
+    this.#socketError ??= e;
+    if (this.#phase === 'open') {
+      this.#log('warn', `connection to ${this.remoteNodeId} at ${this.remoteAddress} failed: ${e.code}`, { code: e.code, error: e.message });
+    }
+  }
+
+  #onClose(code: number, reasonBuf: Buffer): void {
+    try {
+      const reason = reasonBuf.toString('utf8');
+      this.#phase = 'closed';
+      this.#stopTimers();
+      this.#rejectAll(this.#closeError ?? this.#socketError ?? errorFromClose(code, reason));
+      this.#notifyQueue.length = 0;
+      this.#resolveClosed();
+      this.#emitSafely('close', code, reason);
+    } catch (err) {
+      this.#log('error', 'error while closing a connection', { error: (err as Error)?.message });
+    }
+  }
+
+  #rejectAll(why: PtnError): void {
+    this.#rejectReady(why);
+    if (this.#pending.size > 0) {
+      const closed = ptnError(ErrorCode.ERR_CONNECTION_CLOSED, `connection to ${this.remoteNodeId} closed with the request pending`, {
+        cause: why,
+        details: { reason: why.code },
+      });
+      for (const p of this.#pending.values()) {
+        clearTimeout(p.timer);
+        p.reject(closed);
+      }
+      this.#pending.clear();
+    }
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w.reject(this.#closedError('send'));
+  }
+
+  #stopTimers(): void {
+    clearTimeout(this.#handshakeTimer);
+    clearInterval(this.#heartbeatTimer);
+  }
+
+  #emitSafely(event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      this.#log('error', `a '${event}' listener threw`, { error: (err as Error)?.message });
+    }
+  }
+}

@@ -25,6 +25,7 @@ export interface AckedWrite {
   digest: string;
 }
 
+/** A parsed ack log: per key the highest acknowledged write, plus what was odd about the file. */
 export interface ParsedAckLog {
   /** key → highest acknowledged write. */
   byKey: Map<string, AckedWrite>;

@@ -24,8 +24,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ErrorCode, fsError, ptnError } from '../errors.js';
 
+/** `kind` of a cluster manifest. */
 export const CLUSTER_FILE_KIND = 'ptn-cluster';
+/** The manifest version this build writes and reads. */
 export const CLUSTER_FILE_VERSION = 1;
+/** File name of the manifest inside the cluster directory. */
 export const CLUSTER_FILE_NAME = 'cluster.json';
 const LOCK_FILE_NAME = 'cluster.lock';
 

@@ -35,7 +35,7 @@ import {
 import { notReadyReason, requestStatus } from './health.js';
 import { checkStillRunning, defaultNodeCommand, type ExitInfo, spawnNode, waitHealthy } from './node-launcher.js';
 import { ADMIN_PORT_OFFSET, type ClusterParams, nodeEntry, writeNodeConfig } from './node-config-gen.js';
-import { busyPorts, isProcessAlive, stopProcess } from './processes.js';
+import { busyPorts, isProcessAlive, signalProcess, stopProcess } from './processes.js';
 import type { ClusterStatus } from './status-format.js';
 import { realSleep } from './token-bucket.js';
 
@@ -47,6 +47,7 @@ export const DEFAULT_READY_TIMEOUT_MS = 60_000;
 export const DEFAULT_TERM_TIMEOUT_MS = 15_000;
 const STATUS_POLL_MS = 200;
 
+/** Where the cluster lives, how to run a node, where progress lines go. */
 export interface ClusterManagerOptions {
   dir: string;
   /** argv prefix that runs `ptn` (default: this Node binary and bin/ptn). */
@@ -55,6 +56,7 @@ export interface ClusterManagerOptions {
   progress?: (line: string) => void;
 }
 
+/** Options of `up`: node count and, for a fresh cluster, its ports, ids, secret and extra node config. */
 export interface UpOptions {
   nodes: number;
   basePort?: number;
@@ -71,6 +73,7 @@ export type WaitMode = 'ready' | 'healthy' | 'none';
 /** A manifest entry plus whether its process is alive right now. */
 export type NodeView = ClusterNodeEntry & { alive: boolean };
 
+/** Manages one local cluster directory; see the file comment. Operations on one directory run one at a time. */
 export class ClusterManager {
   readonly dir: string;
   private readonly nodeCommand: string[];
@@ -128,8 +131,9 @@ export class ClusterManager {
       const started: ClusterNodeEntry[] = [];
       try {
         for (const entry of cf.nodes) {
-          await this.launch(cf, entry, started.map((n) => n.address), deadline);
-          started.push(entry);
+          const seeds = started.map((n) => n.address);
+          started.push(entry); // before launching: a node that fails its start is stopped too
+          await this.launch(cf, entry, seeds, deadline);
         }
         await this.waitReadyWithin(cf, deadline);
       } catch (err) {
@@ -337,6 +341,20 @@ export class ClusterManager {
     } finally {
       await Promise.all([...conns.values()].map((c) => c.close().catch(() => {})));
     }
+  }
+
+  /**
+   * Last-resort teardown for an exiting process (`process.on('exit')` allows no waiting): SIGKILL
+   * to every node process this manager started or the manifest lists, without waiting.
+   */
+  killAllSync(): number[] {
+    const targets = new Map(this.spawned);
+    try {
+      for (const n of this.read()?.nodes ?? []) if (n.pid !== null) targets.set(n.pid, n.configPath);
+    } catch {
+      /* an unreadable manifest: the pids we started are still known */
+    }
+    return [...targets].filter(([pid, marker]) => signalProcess(pid, marker, 'SIGKILL')).map(([pid]) => pid);
   }
 
   /**

@@ -8,6 +8,7 @@
 import { ErrorCode, ptnError } from '../errors.js';
 import { formatTable } from './table.js';
 
+/** A node as the status lists it. */
 export interface StatusNode {
   id: string;
   address: string;
@@ -15,6 +16,7 @@ export interface StatusNode {
   order: number;
 }
 
+/** A cache as the status lists it. */
 export interface StatusCache {
   name: string;
   cacheId: number;
@@ -23,12 +25,14 @@ export interface StatusCache {
   indexFields: string[];
 }
 
+/** One partition of the map: its primary and the state of every copy. */
 export interface StatusPartition {
   partition: number;
   primary?: string | null;
   copies: Record<string, string>;
 }
 
+/** The answer to `status` (docs/protocol.md). */
 export interface ClusterStatus {
   nodeId: string;
   clusterId: string;

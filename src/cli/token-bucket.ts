@@ -27,6 +27,7 @@ export const realSleep: Sleep = (ms, signal) =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/** A token bucket with an injected clock; see the file comment. */
 export class TokenBucket {
   private tokens: number;
   private last: number;

@@ -81,7 +81,7 @@ function dialOnce(url: string, address: string, opts: DialOptions): Promise<Conn
  * `config.reconnectRetries`). Rejects with the last attempt's coded error; refusals that
  * retrying cannot fix (cluster, auth, version) reject at once.
  */
-export function dial(address: string, opts: DialOptions): Promise<Connection> {
+export async function dial(address: string, opts: DialOptions): Promise<Connection> {
   const url = toUrl(address);
   const log = opts.log;
   return pRetry(() => dialOnce(url, address, opts), {

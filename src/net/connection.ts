@@ -43,6 +43,7 @@ import {
   sealFrame,
 } from './frames.js';
 import { ClientHandshake, type NetIdentity, type RemoteInfo, type RemoteRole, ServerHandshake } from './handshake.js';
+import { InboundFlow } from './inbound.js';
 
 export type { Body } from './frames.js';
 export type { NetIdentity, RemoteRole } from './handshake.js';
@@ -123,15 +124,14 @@ function remoteError(body: Body, method: string): PtnError {
 export class Connection extends EventEmitter {
   readonly dialed: boolean;
   readonly remoteAddress: string;
-  readonly stats: ConnectionStats = { bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, drainWaits: 0, readPauses: 0 };
+  readonly #stats = { bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, drainWaits: 0, rttMs: undefined as number | undefined };
 
   readonly #ws: WebSocket;
   readonly #config: NetConfig;
   readonly #log: NetLog;
   readonly #fallback: HandlerLookup | undefined;
   readonly #handlers = new Map<string, Handler>();
-  readonly #receiveBufferBytesMax: number;
-  readonly #handlersInflightMax: number;
+  readonly #inbound: InboundFlow;
   #phase: Phase = 'handshake';
   #remote: RemoteInfo = { nodeId: '', role: 'peer' };
   #serverHandshake: ServerHandshake | undefined;
@@ -149,9 +149,6 @@ export class Connection extends EventEmitter {
   #drainWaiters: Array<{ resolve: () => void; reject: (e: PtnError) => void }> = [];
   readonly #notifyQueue: Frame[] = [];
   #notifyRunning = false;
-  #inboundBytes = 0;
-  #inboundFrames = 0;
-  #readPaused = false;
   #lastReceivedAtMs = performance.now();
   #lastSentAtMs = performance.now();
   #handshakeTimer: NodeJS.Timeout | undefined;
@@ -166,8 +163,13 @@ export class Connection extends EventEmitter {
     this.#config = init.config;
     this.#log = init.log ?? noop;
     this.#fallback = init.fallback;
-    this.#receiveBufferBytesMax = init.receiveBufferBytesMax ?? init.config.sendBufferBytesMax;
-    this.#handlersInflightMax = init.handlersInflightMax ?? HANDLERS_INFLIGHT_MAX_DEFAULT;
+    this.#inbound = new InboundFlow(
+      {
+        bytesMax: init.receiveBufferBytesMax ?? init.config.sendBufferBytesMax,
+        framesMax: init.handlersInflightMax ?? HANDLERS_INFLIGHT_MAX_DEFAULT,
+      },
+      init.ws,
+    );
     this.#ready = new Promise<Connection>((resolve, reject) => {
       this.#resolveReady = resolve;
       this.#rejectReady = reject;
@@ -206,6 +208,11 @@ export class Connection extends EventEmitter {
   /** True from the end of the handshake until closing starts. */
   get isOpen(): boolean {
     return this.#phase === 'open';
+  }
+
+  /** Counters of this connection (a snapshot). */
+  get stats(): ConnectionStats {
+    return { ...this.#stats, readPauses: this.#inbound.pauses };
   }
 
   /** Bytes queued on the socket and not yet handed to the kernel. */
@@ -255,7 +262,7 @@ export class Connection extends EventEmitter {
     for (;;) {
       if (this.#phase !== 'open') throw this.#closedError('send');
       if (this.#ws.bufferedAmount < this.#config.sendBufferBytesMax) return;
-      this.stats.drainWaits++;
+      this.#stats.drainWaits++;
       await new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
     }
   }
@@ -323,8 +330,8 @@ export class Connection extends EventEmitter {
     try {
       if (this.#phase === 'closing' || this.#phase === 'closed') return;
       const buf = toBuffer(data);
-      this.stats.bytesReceived += buf.length;
-      this.stats.framesReceived++;
+      this.#stats.bytesReceived += buf.length;
+      this.#stats.framesReceived++;
       this.#lastReceivedAtMs = performance.now();
       if (!isBinary) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'text WebSocket message; frames are binary');
       const frame = decodeFrame(buf, this.#config.frameBytesMax);
@@ -338,11 +345,11 @@ export class Connection extends EventEmitter {
   #onFrame(frame: Frame): void {
     switch (frame.type) {
       case FrameType.REQUEST:
-        this.#admit(frame);
+        this.#inbound.admit(frame.frameBytes);
         void this.#serveRequest(frame);
         return;
       case FrameType.NOTIFY:
-        this.#admit(frame);
+        this.#inbound.admit(frame.frameBytes);
         this.#notifyQueue.push(frame);
         if (!this.#notifyRunning) void this.#runNotifications();
         return;
@@ -356,7 +363,7 @@ export class Connection extends EventEmitter {
         return;
       case FrameType.PONG:
         if (typeof frame.body !== 'number') throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'PONG body is not a number');
-        this.stats.rttMs = performance.now() - frame.body;
+        this.#stats.rttMs = performance.now() - frame.body;
         return;
       default:
         throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, `unexpected ${frameTypeName(frame.type)} frame after the handshake`);
@@ -421,25 +428,9 @@ export class Connection extends EventEmitter {
     }
   }
 
-  /** Counts received work; stops reading when too much is unfinished. */
-  #admit(frame: Frame): void {
-    this.#inboundBytes += frame.frameBytes;
-    this.#inboundFrames++;
-    if (!this.#readPaused && (this.#inboundBytes >= this.#receiveBufferBytesMax || this.#inboundFrames >= this.#handlersInflightMax)) {
-      this.#readPaused = true;
-      this.stats.readPauses++;
-      this.#ws.pause();
-    }
-  }
-
   #release(frame: Frame): void {
-    this.#inboundBytes -= frame.frameBytes;
-    this.#inboundFrames--;
-    if (this.#readPaused && this.#inboundBytes < this.#receiveBufferBytesMax && this.#inboundFrames < this.#handlersInflightMax) {
-      this.#readPaused = false;
-      this.#lastReceivedAtMs = performance.now(); // the silence while paused was ours
-      this.#ws.resume();
-    }
+    // The silence while reading was paused was ours, not the peer's.
+    if (this.#inbound.release(frame.frameBytes)) this.#lastReceivedAtMs = performance.now();
   }
 
   #settle(frame: Frame): void {
@@ -487,8 +478,8 @@ export class Connection extends EventEmitter {
   }
 
   #sendNow(buf: Buffer): void {
-    this.stats.bytesSent += buf.length;
-    this.stats.framesSent++;
+    this.#stats.bytesSent += buf.length;
+    this.#stats.framesSent++;
     this.#lastSentAtMs = performance.now();
     this.#ws.send(buf, { binary: true }, this.#onWritten);
   }
@@ -505,7 +496,7 @@ export class Connection extends EventEmitter {
     try {
       if (this.#phase !== 'open') return;
       const now = performance.now();
-      if (this.#readPaused) this.#lastReceivedAtMs = now;
+      if (this.#inbound.paused) this.#lastReceivedAtMs = now;
       const silentMs = now - this.#lastReceivedAtMs;
       if (silentMs >= this.#config.failureTimeoutMs) {
         this.#log('warn', `peer ${this.remoteNodeId} at ${this.remoteAddress} silent for ${Math.round(silentMs)} ms: declared dead`, {
@@ -557,11 +548,7 @@ export class Connection extends EventEmitter {
     this.#closeError = why;
     this.#stopTimers();
     this.#rejectAll(why);
-    if (this.#readPaused) {
-      // Read again, or the peer's close frame would wait behind the pause until closeTimeout.
-      this.#readPaused = false;
-      this.#ws.resume();
-    }
+    this.#inbound.unpause(); // or the peer's close frame would wait behind the pause until closeTimeout
     try {
       if (hard) this.#ws.terminate();
       else this.#ws.close(code, reason);

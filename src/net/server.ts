@@ -142,6 +142,7 @@ export class NetServer {
   async #closeAll(): Promise<void> {
     this.#status = 'closing';
     const stopped = new Promise<void>((resolve) => this.#http.close(() => resolve()));
+    this.#http.closeAllConnections(); // plain HTTP keep-alive sockets; upgraded ones are ours below
     for (const [socket, timer] of this.#raw) {
       clearTimeout(timer);
       socket.destroy();

@@ -361,6 +361,22 @@ export function nodeSplit(left: Buffer, right: Buffer, pos: number, cell: Buffer
   return up;
 }
 
+/** Appends every cell of `src` after the cells of `dst` (compacting `dst` first); the caller checked the room. */
+export function nodeAppendAll(dst: Buffer, src: Buffer, leaf: boolean): void {
+  nodeCompact(dst, leaf);
+  const n = nodeCount(src);
+  for (let i = 0; i < n; i++) {
+    const off = slotOffset(src, i);
+    appendRaw(dst, src, off, cellSize(src, off, leaf));
+  }
+}
+
+/** Appends one encoded cell as the last slot (compacting first when needed); the caller checked the room. */
+export function nodeAppendCell(dst: Buffer, cell: Buffer, size: number, leaf: boolean): void {
+  if (nodeFreeBytes(dst) < size + SLOT_BYTES) nodeCompact(dst, leaf);
+  appendRaw(dst, cell, 0, size);
+}
+
 /** Appends a cell (bytes at `src[off..off+size)`) as the last slot; room guaranteed by the split rule. */
 function appendRaw(buf: Buffer, src: Buffer, off: number, size: number): void {
   const n = nodeCount(buf);

@@ -13,14 +13,18 @@
  *
  * Budget: clean pages are evicted down to the budget after loads and mutations (`trim`), so data
  * larger than the budget works. Dirty and captured pages cannot be evicted: `dirtyBytes` counts
- * both (captured images until they are written). When it reaches `dirtyRatio × budget` the
- * `onDirtyPressure` callback fires once per checkpoint cycle (the store starts a checkpoint);
+ * both (captured images until they are written). While it is at or above `dirtyRatio × budget`
+ * and no checkpoint is active, the `onDirtyPressure` callback fires (the store starts a
+ * checkpoint), and again every `PRESSURE_REPEAT_MS` while that lasts: a caller busy finishing
+ * the previous checkpoint may ignore one call without stalling writers for good.
  * `waitForRoom()` resolves once `dirtyBytes` is below the budget (callers await it before a
  * mutation, outside the mutation gate).
  */
 import { assert } from '../errors.js';
 
 const RESOLVED: Promise<void> = Promise.resolve();
+/** How often dirty-page pressure is signalled again while it lasts and no checkpoint runs. */
+export const PRESSURE_REPEAT_MS = 25;
 
 /** One cached page. `buf` may be replaced by copy-on-write: always re-read it after `writable()`. */
 export class CacheEntry {
@@ -58,7 +62,9 @@ export class PageCache {
   evictions = 0;
   private lruHead: CacheEntry | null = null;
   private lruTail: CacheEntry | null = null;
-  private pressureSignaled = false;
+  private checkpointActive = false;
+  private closed = false;
+  private pressureTimer: NodeJS.Timeout | undefined;
   private roomWaiters: Array<() => void> = [];
   private readonly onDirtyPressure: (() => void) | undefined;
 
@@ -67,6 +73,11 @@ export class PageCache {
     this.budgetBytes = opts.budgetBytes;
     this.dirtyRatio = opts.dirtyRatio;
     this.onDirtyPressure = opts.onDirtyPressure;
+  }
+
+  /** @internal True while a signal is pending or a checkpoint runs (markDirty skips the check). */
+  get isPressureArmed(): boolean {
+    return this.pressureTimer !== undefined || this.checkpointActive || this.closed;
   }
 
   /** Dirty pages plus captured-but-unwritten checkpoint images. */
@@ -92,15 +103,23 @@ export class PageCache {
   /** Resolves when dirty bytes are below the budget (signals pressure if they are not). */
   waitForRoom(): Promise<void> {
     if (this.dirtyBytes < this.budgetBytes) return RESOLVED;
-    this.signalPressure(true);
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
+    const p = new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    this.pressureTimer?.ref(); // someone waits: the repeat must keep the process alive
+    this.signalPressure();
+    return p;
+  }
+
+  /** A checkpoint began (its capture is under way): no pressure signals until it finishes. */
+  checkpointStarted(): void {
+    this.checkpointActive = true;
   }
 
   /** A checkpoint finished (or failed): pressure may fire again; waiters may have room. */
   checkpointFinished(): void {
-    this.pressureSignaled = false;
-    this.signalPressure(false);
+    this.checkpointActive = false;
     this.wakeRoomWaiters();
+    // After a macrotask, so the caller's own promise chain has marked its checkpoint as done.
+    setImmediate(() => this.signalPressure());
   }
 
   /** Lets every waiter go (the page memory failed or closed; their next step reports it). */
@@ -108,6 +127,15 @@ export class PageCache {
     const w = this.roomWaiters;
     this.roomWaiters = [];
     for (const r of w) r();
+    this.pressureTimer?.unref();
+  }
+
+  /** Stops pressure signals for good and releases waiters (page memory closed or failed). */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.pressureTimer);
+    this.pressureTimer = undefined;
+    this.releaseAllWaiters();
   }
 
   /** Called when a captured image has been written or dropped. */
@@ -117,13 +145,17 @@ export class PageCache {
     this.wakeRoomWaiters();
   }
 
-  /** @internal */
-  signalPressure(force: boolean): void {
-    if (this.pressureSignaled || this.onDirtyPressure === undefined) return;
-    if (!force && this.dirtyBytes < this.dirtyRatio * this.budgetBytes) return;
-    this.pressureSignaled = true;
+  /** @internal Fires onDirtyPressure when due (at most once per PRESSURE_REPEAT_MS, never during a checkpoint). */
+  signalPressure(): void {
+    if (this.onDirtyPressure === undefined || this.closed || this.checkpointActive || this.pressureTimer !== undefined) return;
+    if (this.dirtyBytes < this.dirtyRatio * this.budgetBytes && this.roomWaiters.length === 0) return;
     const cb = this.onDirtyPressure;
     queueMicrotask(() => cb());
+    this.pressureTimer = setTimeout(() => {
+      this.pressureTimer = undefined;
+      this.signalPressure();
+    }, PRESSURE_REPEAT_MS);
+    if (this.roomWaiters.length === 0) this.pressureTimer.unref();
   }
 
   /** @internal */
@@ -203,7 +235,7 @@ export class CacheSegment {
     if (e.inLru) this.cache.lruUnlink(e);
     this.dirty.add(e);
     this.cache.dirtyPageBytes += e.buf.length;
-    this.cache.signalPressure(false);
+    if (!this.cache.isPressureArmed) this.cache.signalPressure();
   }
 
   /**

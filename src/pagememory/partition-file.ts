@@ -138,6 +138,19 @@ export class PartitionFile {
     return buf;
   }
 
+  /** Reads `count` pages from `first` unchecked, in one read (zeros past the end of the file). */
+  async readRawPages(first: number, count: number): Promise<Buffer> {
+    this.checkOpen();
+    const buf = Buffer.alloc(count * this.pageSize);
+    try {
+      await this.fh.read(buf, 0, buf.length, first * this.pageSize);
+    } catch (err) {
+      throw fsError(err, `read pages ${first}..${first + count - 1} of ${this.path}`);
+    }
+    this.io.pageReads += count;
+    return buf;
+  }
+
   /** Reads and checks page `index` (ERR_PAGE_CORRUPT when the check fails, or the page is beyond the end). */
   async readPage(index: number, expectedType?: PageType): Promise<Buffer> {
     this.checkOpen();

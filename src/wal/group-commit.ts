@@ -177,13 +177,16 @@ export class WalWriter {
     return this.inFlight ? this.inFlight.promise : RESOLVED;
   }
 
-  /** Rejects waiters, flushes what is framed, stops the timer, closes the file. Call once. */
+  /**
+   * Rejects waiters, flushes what is framed, stops the timer, closes the file. Call once. Rejects
+   * when this last flush fails; a failure latched earlier was already reported to the appenders.
+   */
   async close(): Promise<void> {
     this.closed = true;
     const err = ptnError(ErrorCode.ERR_CLOSED, 'WAL is closed');
     for (const w of this.roomWaiters.splice(0)) w.reject(err);
     try {
-      await this.flush();
+      if (!this.failure) await this.flush();
     } finally {
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;

@@ -6,14 +6,14 @@
  *
  * Pieces: record.ts (frames), segment.ts (files, header, frame reader), group-commit.ts (framing,
  * batching, fsync), history.ts (per-segment counter ranges, floors, resets), history-floors.ts
- * (what survives deleted segments). This file: recovery, replay, history reads, reservations,
- * retention, lifecycle.
+ * (what survives deleted segments), recovery.ts (the table below). This file: the API, replay,
+ * history reads, reservations, retention, lifecycle.
  *
  * Invariants: segment indexes are contiguous; only the last segment may end in a torn frame;
  * retention deletes a prefix of the segments (never the active one, never one a reservation or
  * a reader pins), and writes history.floors before unlinking anything.
  *
- * Recovery (NodeWal.open), one test per row in test/unit/wal/node-wal-recovery.test.ts:
+ * Recovery (NodeWal.open → recovery.ts), one test per row in test/unit/wal/node-wal-recovery.test.ts:
  *
  * | #  | case                                                          | outcome                                                              |
  * |----|---------------------------------------------------------------|----------------------------------------------------------------------|
@@ -35,53 +35,29 @@
  * | 16 | leftover history.floors.tmp (crash while writing it)          | deleted; the previous floors file stands                             |
  */
 import path from 'node:path';
-import { assert, ErrorCode, fsError, isPtnError, ptnError } from '../errors.js';
+import { assert, ErrorCode, fsError, ptnError } from '../errors.js';
 import type { WalConfig } from '../config.js';
 import { realFileLayer, type FileLayer, type FileLike } from '../util/file-layer.js';
 import { WalWriter } from './group-commit.js';
-import { FLOORS_FILE_NAME, readFloorsFile, writeFloorsFile } from './history-floors.js';
-import { HistoryIndex, partitionKey, type SegmentSummary } from './history.js';
-import {
-  checkFrameHeader,
-  comparePointers,
-  decodeRecordBody,
-  peekRecordBody,
-  RECORD_HEADER_BYTES,
-  recordFrameBytes,
-  RecordType,
-  type RecordKeyFields,
-  type WalPointer,
-  type WalRecord,
-} from './record.js';
-import {
-  checkSegmentHeader,
-  encodeSegmentHeader,
-  FrameReader,
-  parseSegmentFileName,
-  SEGMENT_HEADER_BYTES,
-  segmentFileName,
-} from './segment.js';
+import { writeFloorsFile } from './history-floors.js';
+import { partitionKey, type HistoryIndex } from './history.js';
+import { comparePointers, decodeRecordBody, peekRecordBody, recordFrameBytes, RecordType, type RecordKeyFields, type WalPointer, type WalRecord } from './record.js';
+import { recoverWal, type RecoveredWal, type RecoveryInfo, type SegmentInfo } from './recovery.js';
+import { FrameReader, SEGMENT_HEADER_BYTES, segmentFileName } from './segment.js';
 
+export type { RecoveryInfo } from './recovery.js';
+
+/** Options of NodeWal.open(). */
 export interface NodeWalOptions {
+  /** The WAL directory (created if missing); holds only this WAL's segments and history.floors. */
   dir: string;
+  /** Written into every segment header; a WAL of another cluster is refused. */
   clusterId: string;
   config: WalConfig;
+  /** Defaults to realFileLayer; tests inject faults here. */
   fileLayer?: FileLayer;
+  /** Recovery and retention events worth a line (torn tail cut, segments deleted …). */
   log?: (msg: string, extra?: object) => void;
-}
-
-export interface RecoveryInfo {
-  /** Last checkpoint with both begin and end. */
-  lastCheckpoint?: { checkpointId: number; replayFrom: WalPointer };
-  /** When a torn tail was cut. */
-  truncatedTail?: { segment: number; offset: number; bytesDropped: number };
-}
-
-interface SegmentInfo {
-  index: number;
-  /** Logical length (framed bytes, written or not). */
-  bytes: number;
-  summary: SegmentSummary;
 }
 
 /** A pin on segments: a reservation (partition, counter) or a reader (every segment from one on). */
@@ -91,204 +67,48 @@ type Status = 'open' | 'closing' | 'closed';
 
 /** The node WAL. Open with NodeWal.open(); see the top comment. */
 export class NodeWal {
-  readonly recovery: RecoveryInfo = {};
+  readonly recovery: RecoveryInfo;
   private status: Status = 'open';
-  private readonly fl: FileLayer;
-  private readonly log: (msg: string, extra?: object) => void;
   private readonly cfg: WalConfig;
-  private readonly segments: SegmentInfo[] = [];
-  private historyIndex = new HistoryIndex();
-  private writer!: WalWriter;
+  private readonly segments: SegmentInfo[];
+  private readonly historyIndex: HistoryIndex;
+  private readonly writer: WalWriter;
   private readonly reservations = new Set<Pin>();
   private readonly readerPins = new Set<Pin>();
   private retention: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
   /** End of the recovered WAL: replay() stops here. */
-  private recoveredEnd: WalPointer = { segment: 0, offset: 0 };
-  // recovery scan state
-  private readonly openBegins = new Map<number, WalPointer>();
-  private readonly peeked: RecordKeyFields = { cacheId: 0, partition: 0, counter: 0 };
+  private readonly recoveredEnd: WalPointer;
 
-  private constructor(private readonly opts: NodeWalOptions) {
-    this.fl = opts.fileLayer ?? realFileLayer;
-    this.log = opts.log ?? (() => {});
+  private constructor(
+    private readonly opts: NodeWalOptions,
+    private readonly fl: FileLayer,
+    private readonly log: (msg: string, extra?: object) => void,
+    r: RecoveredWal,
+  ) {
     this.cfg = opts.config;
-  }
-
-  /** Opens the WAL in `opts.dir` (created if missing) and runs recovery (table above). */
-  static async open(opts: NodeWalOptions): Promise<NodeWal> {
-    const wal = new NodeWal(opts);
-    await wal.recover();
-    return wal;
-  }
-
-  // ---------------------------------------------------------------- recovery
-
-  private async recover(): Promise<void> {
-    const { dir } = this.opts;
-    let names: string[];
-    try {
-      await this.fl.mkdir(dir);
-      names = await this.fl.readdir(dir);
-      if (names.includes(`${FLOORS_FILE_NAME}.tmp`)) await this.fl.unlink(path.join(dir, `${FLOORS_FILE_NAME}.tmp`));
-    } catch (err) {
-      throw fsError(err, `opening WAL directory ${dir}`);
-    }
-    const indexes = names.map(parseSegmentFileName).filter((i): i is number => i !== undefined).sort((a, b) => a - b);
-    for (let i = 1; i < indexes.length; i++) {
-      if (indexes[i] !== indexes[i - 1]! + 1) throw this.corrupt(`segment ${indexes[i - 1]! + 1} is missing`, { segment: indexes[i - 1]! + 1 });
-    }
-    const floors = await readFloorsFile(this.fl, dir);
-    if (floors && indexes.length === 0) throw this.corrupt('history.floors exists but every segment is gone');
-    if (!floors && indexes.length > 0 && indexes[0]! > 0) throw this.corrupt(`segments before ${indexes[0]} were deleted but history.floors is missing`);
-    this.historyIndex = new HistoryIndex(floors);
-    let active: { index: number; file: FileLike; bytes: number };
-    if (indexes.length === 0) active = await this.createFirstSegment();
-    else {
-      for (let i = 0; i < indexes.length - 1; i++) await this.recoverSegment(indexes[i]!, false);
-      active = await this.recoverSegment(indexes[indexes.length - 1]!, true);
-    }
-    try {
-      this.checkReplayFrom();
-    } catch (err) {
-      await active.file.close().catch(() => {});
-      throw err;
-    }
-    this.recoveredEnd = { segment: active.index, offset: active.bytes };
-    this.openBegins.clear();
+    this.recovery = r.recovery;
+    this.historyIndex = r.history;
+    this.segments = r.segments;
+    this.recoveredEnd = { segment: r.active.index, offset: r.active.bytes };
     this.writer = new WalWriter({
-      dir,
-      clusterId: this.opts.clusterId,
-      fileLayer: this.fl,
+      dir: opts.dir,
+      clusterId: opts.clusterId,
+      fileLayer: fl,
       durability: this.cfg.durability,
       flushIntervalMs: this.cfg.flushIntervalMs,
       segmentBytes: this.cfg.segmentBytes,
       bufferBytesMax: this.cfg.bufferBytesMax,
-      active,
+      active: r.active,
     });
   }
 
-  private async createFirstSegment(): Promise<{ index: number; file: FileLike; bytes: number }> {
-    const file = this.segmentPath(0);
-    try {
-      const f = await this.fl.open(file, 'wx+');
-      await f.write(encodeSegmentHeader(0, this.opts.clusterId), 0, SEGMENT_HEADER_BYTES, 0);
-      await f.sync();
-      await this.fl.syncDir(this.opts.dir);
-      this.segments.push({ index: 0, bytes: SEGMENT_HEADER_BYTES, summary: this.historyIndex.summary(0) });
-      return { index: 0, file: f, bytes: SEGMENT_HEADER_BYTES };
-    } catch (err) {
-      throw fsError(err, `creating ${file}`);
-    }
-  }
-
-  /** Checks one segment's header and frames, indexing them; cuts the torn tail of the last one. */
-  private async recoverSegment(index: number, last: boolean): Promise<{ index: number; file: FileLike; bytes: number }> {
-    const file = this.segmentPath(index);
-    let f: FileLike;
-    try {
-      f = await this.fl.open(file, last ? 'r+' : 'r');
-    } catch (err) {
-      throw fsError(err, `opening ${file}`);
-    }
-    try {
-      const size = await f.size();
-      const headerOk = await this.checkHeader(f, index, size, last);
-      const start = SEGMENT_HEADER_BYTES;
-      const end = headerOk ? size : start;
-      const reader = new FrameReader(f, start, end, this.cfg.recordBytesMax);
-      while (await reader.nextBatch()) this.indexBatch(index, reader);
-      if (reader.stop !== undefined) {
-        if (!last) throw this.corrupt(`${file}: ${reader.stop} at offset ${reader.goodEnd} in an older segment`, { file, offset: reader.goodEnd });
-        await this.cutTail(f, index, reader.goodEnd, size, reader.stop);
-      }
-      this.segments.push({ index, bytes: reader.goodEnd, summary: this.historyIndex.summary(index) });
-      if (!last) await f.close();
-      return { index, file: f, bytes: reader.goodEnd };
-    } catch (err) {
-      await f.close().catch(() => {});
-      throw fsError(err, `recovering ${file}`);
-    }
-  }
-
-  /**
-   * Validates the header; on the last segment a missing or torn header with nothing after it
-   * (crash right after creation) is rewritten. Returns false when the header was rewritten.
-   */
-  private async checkHeader(f: FileLike, index: number, size: number, last: boolean): Promise<boolean> {
-    const file = f.path;
-    if (size >= SEGMENT_HEADER_BYTES) {
-      const buf = Buffer.alloc(SEGMENT_HEADER_BYTES);
-      if ((await f.read(buf, 0, SEGMENT_HEADER_BYTES, 0)) !== SEGMENT_HEADER_BYTES) throw this.corrupt(`${file}: short header read`);
-      try {
-        checkSegmentHeader(buf, { index, clusterId: this.opts.clusterId, file });
-        return true;
-      } catch (err) {
-        // A torn header is only believable when no valid frame follows it (nothing was acknowledged).
-        if (!(last && isPtnError(err, ErrorCode.ERR_WAL_CORRUPT) && !(await this.firstFrameValid(f, size)))) throw err;
-      }
-    } else if (!last) {
-      throw this.corrupt(`${file}: ${size} bytes is shorter than a segment header`, { file });
-    }
-    this.log('WAL: rewriting the header of an empty last segment (crash right after it was created)', { file, size });
-    await f.truncate(0);
-    await f.write(encodeSegmentHeader(index, this.opts.clusterId), 0, SEGMENT_HEADER_BYTES, 0);
-    await f.sync();
-    return false;
-  }
-
-  private async firstFrameValid(f: FileLike, size: number): Promise<boolean> {
-    if (size < SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES) return false;
-    const buf = Buffer.alloc(RECORD_HEADER_BYTES);
-    await f.read(buf, 0, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES);
-    return checkFrameHeader(buf, 0, this.cfg.recordBytesMax) >= 0;
-  }
-
-  private async cutTail(f: FileLike, index: number, goodEnd: number, size: number, why: string): Promise<void> {
-    const bytesDropped = size - goodEnd;
-    this.log('WAL: truncating the tail of the last segment', { file: f.path, offset: goodEnd, bytesDropped, reason: why });
-    await f.truncate(goodEnd);
-    await f.datasync();
-    this.recovery.truncatedTail = { segment: index, offset: goodEnd, bytesDropped };
-  }
-
-  /** Folds a batch of recovered frames into the history index and the checkpoint state. */
-  private indexBatch(segment: number, r: FrameReader): void {
-    const summary = this.historyIndex.summary(segment);
-    const f = this.peeked;
-    for (let i = 0; i < r.count; i++) {
-      const type = r.types[i]!;
-      if (type === RecordType.checkpointBegin || type === RecordType.checkpointEnd) {
-        this.noteCheckpoint(decodeRecordBody(type, r.buf, r.bodyStarts[i]!, r.bodyEnds[i]!));
-        continue;
-      }
-      peekRecordBody(type, r.buf, r.bodyStarts[i]!, r.bodyEnds[i]!, f);
-      if (type === RecordType.put || type === RecordType.remove) this.historyIndex.onRecord(summary, f.cacheId, f.partition, f.counter);
-      else if (type === RecordType.partitionDestroy) this.historyIndex.onPartitionDestroy(f.cacheId, f.partition, { segment, offset: r.offsets[i]! });
-      else this.historyIndex.onCacheDrop(f.cacheId, { segment, offset: r.offsets[i]! });
-    }
-  }
-
-  private noteCheckpoint(rec: WalRecord): void {
-    if (rec.type === 'checkpointBegin') this.openBegins.set(rec.checkpointId, rec.replayFrom);
-    else if (rec.type === 'checkpointEnd') {
-      const replayFrom = this.openBegins.get(rec.checkpointId);
-      if (replayFrom === undefined) {
-        this.log('WAL: checkpointEnd without its begin ignored', { checkpointId: rec.checkpointId });
-        return;
-      }
-      this.recovery.lastCheckpoint = { checkpointId: rec.checkpointId, replayFrom };
-      this.openBegins.clear(); // checkpoints run one at a time: older unfinished ones are moot
-    }
-  }
-
-  private checkReplayFrom(): void {
-    const rf = this.recovery.lastCheckpoint?.replayFrom;
-    if (!rf) return;
-    const seg = this.segments.find((s) => s.index === rf.segment);
-    if (!seg || rf.offset < SEGMENT_HEADER_BYTES || rf.offset > seg.bytes) {
-      throw this.corrupt(`the last checkpoint replays from ${rf.segment}:${rf.offset}, outside the retained WAL`, { replayFrom: rf });
-    }
+  /** Opens the WAL in `opts.dir` (created if missing) and runs recovery (table above). */
+  static async open(opts: NodeWalOptions): Promise<NodeWal> {
+    const fileLayer = opts.fileLayer ?? realFileLayer;
+    const log = opts.log ?? (() => {});
+    const r = await recoverWal({ dir: opts.dir, clusterId: opts.clusterId, fileLayer, recordBytesMax: opts.config.recordBytesMax, log });
+    return new NodeWal(opts, fileLayer, log, r);
   }
 
   // ---------------------------------------------------------------- appending
@@ -543,6 +363,10 @@ export class NodeWal {
 
   // ---------------------------------------------------------------- stats and lifecycle
 
+  /**
+   * Counters for status and tests. Beyond the brief's fields: bufferedBytes (framed, not yet
+   * written) and bufferedBytesPeak (its high-water mark, the backpressure bound in practice).
+   */
   stats(): { segments: number; bytes: number; oldestSegment: number; reservations: number; fsyncs: number; appends: number; bufferedBytes: number; bufferedBytesPeak: number } {
     let bytes = 0;
     for (const s of this.segments) bytes += s.bytes;

@@ -25,8 +25,9 @@
  *
  * Segment files are named `<index, 16 decimal digits>.twal` so that names sort like indexes.
  */
-import { assert, ErrorCode, ptnError } from '../errors.js';
+import { assert, ErrorCode, ptnError, type PtnError } from '../errors.js';
 import { crc32 } from '../util/crc32.js';
+import type { FileLayer, FileLike } from '../util/file-layer.js';
 
 /** "PTTW" read as a little-endian u32. */
 export const TEMP_WAL_MAGIC = 0x57545450;
@@ -123,4 +124,102 @@ export function probeFrame(buf: Buffer, off: number, recordBytesMax: number): Fr
   const crc = crc32(payload, crc32(buf.subarray(off, off + 4)));
   if (crc !== buf.readUInt32LE(off + 4)) return { kind: 'bad', why: 'CRC mismatch' };
   return { kind: 'record', payload, frameBytes: total };
+}
+
+/** Bytes read at a time while recovering. */
+const RECOVERY_CHUNK_BYTES = 1024 * 1024;
+
+/** What recovery found in one segment file. */
+export interface RecoveredSegment {
+  /** End of the last good record (the header's end when none). */
+  bytes: number;
+  records: number;
+  payloadBytes: number;
+  /** Bytes cut from the file's tail (last segment only). */
+  truncatedBytes: number;
+}
+
+/**
+ * Checks an existing segment file: header, then every frame. The last segment gets a torn or bad
+ * tail truncated (and a header shorter than 20 bytes rewritten); any damage in an earlier segment is
+ * ERR_TEMP_WAL_CORRUPT. The table of cases is at the top of temp-wal.ts.
+ */
+export async function recoverSegmentFile(
+  fl: FileLayer,
+  file: string,
+  index: number,
+  isLast: boolean,
+  recordBytesMax: number,
+): Promise<RecoveredSegment> {
+  const f = await fl.open(file, isLast ? 'r+' : 'r');
+  try {
+    const size = await f.size();
+    if (size < TEMP_WAL_HEADER_BYTES) {
+      if (!isLast) throw corruptAt(file, 0, `${size} bytes, shorter than the segment header`);
+      await f.truncate(0);
+      await f.write(encodeSegmentHeader(index), 0, TEMP_WAL_HEADER_BYTES, 0);
+      await f.sync();
+      return { bytes: TEMP_WAL_HEADER_BYTES, records: 0, payloadBytes: 0, truncatedBytes: size };
+    }
+    const header = Buffer.alloc(TEMP_WAL_HEADER_BYTES);
+    await readFully(f, header, 0);
+    const headerIndex = decodeSegmentHeader(header, file);
+    if (headerIndex !== index) throw corruptAt(file, 8, `header says segment ${headerIndex}`);
+    const scan = await scanFrames(f, size, recordBytesMax);
+    if (scan.badWhy !== undefined) {
+      if (!isLast) throw corruptAt(file, scan.end, scan.badWhy);
+      await f.truncate(scan.end);
+      await f.sync();
+    }
+    return { bytes: scan.end, records: scan.records, payloadBytes: scan.payloadBytes, truncatedBytes: size - scan.end };
+  } finally {
+    await f.close();
+  }
+}
+
+/** ERR_TEMP_WAL_CORRUPT naming the file and the byte offset. */
+export function corruptAt(file: string, offset: number, why: string): PtnError {
+  return ptnError(ErrorCode.ERR_TEMP_WAL_CORRUPT, `${file}: ${why} at byte ${offset}`, { details: { file, offset } });
+}
+
+export async function readFully(file: FileLike, buf: Buffer, position: number): Promise<void> {
+  const n = await file.read(buf, 0, buf.length, position);
+  if (n !== buf.length) throw corruptAt(file.path, position + n, `file ends early (${n} of ${buf.length} bytes read)`);
+}
+
+/**
+ * Walks the frames of a segment from the header's end. `end` is the end of the last good frame;
+ * `badWhy` says why the walk stopped early (undefined when it reached the end of the file cleanly).
+ */
+async function scanFrames(
+  file: FileLike,
+  size: number,
+  recordBytesMax: number,
+): Promise<{ end: number; records: number; payloadBytes: number; badWhy: string | undefined }> {
+  let pos = TEMP_WAL_HEADER_BYTES;
+  let records = 0;
+  let payloadBytes = 0;
+  while (pos < size) {
+    let chunk = Buffer.allocUnsafe(Math.min(size - pos, RECOVERY_CHUNK_BYTES));
+    await readFully(file, chunk, pos);
+    let off = 0;
+    for (;;) {
+      const probe = probeFrame(chunk, off, recordBytesMax);
+      if (probe.kind === 'bad') return { end: pos + off, records, payloadBytes, badWhy: probe.why };
+      if (probe.kind === 'record') {
+        records++;
+        payloadBytes += probe.payload.length;
+        off += probe.frameBytes;
+        if (off === chunk.length) break;
+        continue;
+      }
+      const need = probe.frameBytes ?? TEMP_WAL_FRAME_HEADER_BYTES;
+      if (pos + off + need > size) return { end: pos + off, records, payloadBytes, badWhy: 'torn record at the end of the file' };
+      if (off > 0) break; // continue with a fresh chunk at this frame
+      chunk = Buffer.allocUnsafe(need); // one record larger than the chunk: read it whole
+      await readFully(file, chunk, pos);
+    }
+    pos += off;
+  }
+  return { end: pos, records, payloadBytes, badWhy: undefined };
 }

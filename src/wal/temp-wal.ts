@@ -28,7 +28,7 @@
  * frame larger than that, alone). Appends beyond it wait in order without a copy (the caller's buffer
  * is referenced until its promise resolves: do not modify it before). readBatch holds about
  * `maxBytes` + READ_SLACK_BYTES, or one record when a record is larger. Recovery reads
- * RECOVERY_CHUNK_BYTES at a time (or one whole record when larger).
+ * RECOVERY_CHUNK_BYTES (temp-wal-segment.ts) at a time, or one whole record when larger.
  *
  * Recovery on open of an existing directory. The read position restarts at the start of what is
  * left, so records the reader had already returned before a crash may come again: the demander's
@@ -56,12 +56,14 @@ import path from 'node:path';
 import { assert, ErrorCode, fsError, ptnError, PtnError } from '../errors.js';
 import { realFileLayer, type FileLayer, type FileLike } from '../util/file-layer.js';
 import {
-  decodeSegmentHeader,
+  corruptAt,
   encodeFrame,
   encodeSegmentHeader,
   frameBytes,
   parseSegmentFileName,
   probeFrame,
+  readFully,
+  recoverSegmentFile,
   segmentFileName,
   TEMP_WAL_FRAME_HEADER_BYTES,
   TEMP_WAL_HEADER_BYTES,
@@ -109,8 +111,6 @@ export interface TempWalRecovery {
 export const TEMP_WAL_WRITE_BUFFER_BYTES_DEFAULT = 1024 * 1024;
 /** Extra bytes readBatch reads beyond maxBytes so the frame headers fit (a partial last frame is re-read next time). */
 const READ_SLACK_BYTES = 64 * 1024;
-/** Bytes read at a time while recovering. */
-const RECOVERY_CHUNK_BYTES = 1024 * 1024;
 /** Most frames per writev (IOV_MAX on Linux). */
 const WRITE_BATCH_FRAMES_MAX = 1024;
 /** Smallest segment that holds a header and a small frame. */
@@ -245,37 +245,13 @@ export class TempWal {
   /** Checks one existing segment, truncating a bad tail when it is the last one (table at the top). */
   async #recoverSegment(index: number, isLast: boolean): Promise<void> {
     const seg = this.#segmentState(index);
-    const file = await this.#fl.open(seg.path, isLast ? 'r+' : 'r');
-    try {
-      const size = await file.size();
-      if (size < TEMP_WAL_HEADER_BYTES) {
-        if (!isLast) throw corruptAt(seg.path, 0, `${size} bytes, shorter than the segment header`);
-        await file.truncate(0);
-        await file.write(encodeSegmentHeader(index), 0, TEMP_WAL_HEADER_BYTES, 0);
-        await file.sync();
-        this.recovery.truncatedBytes += size;
-        this.#segments.push(seg);
-        return;
-      }
-      const header = Buffer.alloc(TEMP_WAL_HEADER_BYTES);
-      await file.read(header, 0, TEMP_WAL_HEADER_BYTES, 0);
-      const headerIndex = decodeSegmentHeader(header, seg.path);
-      if (headerIndex !== index) throw corruptAt(seg.path, 8, `header says segment ${headerIndex}`);
-      const scan = await scanFrames(file, size, this.#recordBytesMax);
-      if (scan.badWhy !== undefined) {
-        if (!isLast) throw corruptAt(seg.path, scan.end, scan.badWhy);
-        await file.truncate(scan.end);
-        await file.sync();
-        this.recovery.truncatedBytes += size - scan.end;
-      }
-      seg.bytes = scan.end;
-      this.recovery.records += scan.records;
-      this.#appendedRecords += scan.records;
-      this.#appendedBytes += scan.payloadBytes;
-      this.#segments.push(seg);
-    } finally {
-      await file.close();
-    }
+    const found = await recoverSegmentFile(this.#fl, seg.path, index, isLast, this.#recordBytesMax);
+    seg.bytes = found.bytes;
+    this.recovery.records += found.records;
+    this.recovery.truncatedBytes += found.truncatedBytes;
+    this.#appendedRecords += found.records;
+    this.#appendedBytes += found.payloadBytes;
+    this.#segments.push(seg);
   }
 
   /** Counters; a fresh object each time. */
@@ -437,7 +413,7 @@ export class TempWal {
   async #truncateDrained(): Promise<void> {
     if (!this.#canTruncateDrained()) return;
     const seg = this.#segments[0]!;
-    return;
+    await this.#writer!.truncate(TEMP_WAL_HEADER_BYTES);
     this.#diskBytes -= seg.bytes - TEMP_WAL_HEADER_BYTES;
     seg.bytes = TEMP_WAL_HEADER_BYTES;
     this.#readPos = TEMP_WAL_HEADER_BYTES;
@@ -664,50 +640,4 @@ export class TempWal {
 function ioError(err: unknown, what: string): unknown {
   if ((err as Error)?.name === 'AssertionError') return err;
   return fsError(err, what);
-}
-
-function corruptAt(file: string, offset: number, why: string): PtnError {
-  return ptnError(ErrorCode.ERR_TEMP_WAL_CORRUPT, `${file}: ${why} at byte ${offset}`, { details: { file, offset } });
-}
-
-async function readFully(file: FileLike, buf: Buffer, position: number): Promise<void> {
-  const n = await file.read(buf, 0, buf.length, position);
-  if (n !== buf.length) throw corruptAt(file.path, position + n, `file ends early (${n} of ${buf.length} bytes read)`);
-}
-
-/**
- * Walks the frames of a segment from the header's end. `end` is the end of the last good frame;
- * `badWhy` says why the walk stopped early (undefined when it reached the end of the file cleanly).
- */
-async function scanFrames(
-  file: FileLike,
-  size: number,
-  recordBytesMax: number,
-): Promise<{ end: number; records: number; payloadBytes: number; badWhy: string | undefined }> {
-  let pos = TEMP_WAL_HEADER_BYTES;
-  let records = 0;
-  let payloadBytes = 0;
-  while (pos < size) {
-    let chunk = Buffer.allocUnsafe(Math.min(size - pos, RECOVERY_CHUNK_BYTES));
-    await readFully(file, chunk, pos);
-    let off = 0;
-    for (;;) {
-      const probe = probeFrame(chunk, off, recordBytesMax);
-      if (probe.kind === 'bad') return { end: pos + off, records, payloadBytes, badWhy: probe.why };
-      if (probe.kind === 'record') {
-        records++;
-        payloadBytes += probe.payload.length;
-        off += probe.frameBytes;
-        if (off === chunk.length) break;
-        continue;
-      }
-      const need = probe.frameBytes ?? TEMP_WAL_FRAME_HEADER_BYTES;
-      if (pos + off + need > size) return { end: pos + off, records, payloadBytes, badWhy: 'torn record at the end of the file' };
-      if (off > 0) break; // continue with a fresh chunk at this frame
-      chunk = Buffer.allocUnsafe(need); // one record larger than the chunk: read it whole
-      await readFully(file, chunk, pos);
-    }
-    pos += off;
-  }
-  return { end: pos, records, payloadBytes, badWhy: undefined };
 }

@@ -1,6 +1,8 @@
 /**
  * Child process of the storage crash test: opens a store in fsync mode and writes forever,
- * printing one line per ACKNOWLEDGED write: `A <key> <counter> <op> <sha1 of value | ->`.
+ * printing a line before every write it starts (`S <key> <op>`) and one per ACKNOWLEDGED write
+ * (`A <key> <counter> <op> <sha1 of value | ->`). A write that was started but never acknowledged
+ * may or may not have happened; the checker needs the `S` lines to allow for unacknowledged removes.
  * The parent SIGKILLs it at a seeded point and checks every acknowledged write after reopening.
  *
  * argv: dataDir seed
@@ -29,11 +31,13 @@ async function writer(): Promise<void> {
   for (;;) {
     const key = `k${Math.floor(r() * 400)}`;
     if (r() < 0.1) {
+      process.stdout.write(`S ${key} remove\n`);
       const { counter } = await store.remove('c', key);
       process.stdout.write(`A ${key} ${counter} remove -\n`);
     } else {
       const size = r() < 0.05 ? 6000 + Math.floor(r() * 20000) : 10 + Math.floor(r() * 2000);
       const value = Buffer.alloc(size, `${seed}:${seq++}:`);
+      process.stdout.write(`S ${key} put\n`);
       const { counter } = await store.put('c', key, { valueKind: 0, value });
       process.stdout.write(`A ${key} ${counter} put ${createHash('sha1').update(value).digest('hex')}\n`);
     }

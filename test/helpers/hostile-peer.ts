@@ -4,7 +4,7 @@
 // Everything here is closed by `close()`; tests call it in their cleanup.
 import net from 'node:net';
 import { once } from 'node:events';
-import { WebSocket, WebSocketServer } from 'ws';
+import { type ClientOptions, WebSocket, WebSocketServer } from 'ws';
 import { crc32 } from '../../src/util/crc32.js';
 import { FRAME_HEADER_BYTES, type Frame, FrameType, decodeFrame, encodeFrame } from '../../src/net/frames.js';
 import { ClientHandshake, type NetIdentity, ServerHandshake } from '../../src/net/handshake.js';
@@ -61,7 +61,7 @@ export class RawPeer {
   readonly #frames: Buffer[] = [];
   #waiting: ((b: Buffer) => void) | undefined;
 
-  constructor(url: string, options: ConstructorParameters<typeof WebSocket>[1] = {}) {
+  constructor(url: string, options: ClientOptions = {}) {
     this.ws = new WebSocket(url, { perMessageDeflate: false, ...options });
     this.ws.on('error', () => {}); // the close event carries what the tests check
     this.closed = new Promise((resolve) => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
@@ -74,7 +74,7 @@ export class RawPeer {
     });
   }
 
-  static async connect(address: string, options?: ConstructorParameters<typeof WebSocket>[1]): Promise<RawPeer> {
+  static async connect(address: string, options?: ClientOptions): Promise<RawPeer> {
     const peer = new RawPeer(`ws://${address}/`, options);
     await once(peer.ws, 'open');
     return peer;
@@ -159,15 +159,24 @@ export class SilentServer {
     this.wss = wss;
   }
 
-  static async start(id: NetIdentity, opts: { bogusWelcome?: boolean } = {}): Promise<{ server: SilentServer; address: string }> {
+  /**
+   * `bogusWelcome`: answer HELLO with a proof made without the secret. `challenge`: rewrite the
+   * CHALLENGE body. `mute`: never even send the CHALLENGE.
+   */
+  static async start(
+    id: NetIdentity,
+    opts: { bogusWelcome?: boolean; challenge?: (c: Record<string, unknown>) => Record<string, unknown>; mute?: boolean } = {},
+  ): Promise<{ server: SilentServer; address: string }> {
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
     await once(wss, 'listening');
     const server = new SilentServer(wss);
     wss.on('connection', (ws) => {
       server.sockets.push(ws);
       ws.on('error', () => {});
+      if (opts.mute) return;
       const hs = new ServerHandshake(id);
-      ws.send(encodeFrame(FrameType.CHALLENGE, 0, '', hs.challenge(), FRAME_BYTES_MAX));
+      const challenge = hs.challenge() as unknown as Record<string, unknown>;
+      ws.send(encodeFrame(FrameType.CHALLENGE, 0, '', opts.challenge ? opts.challenge(challenge) : challenge, FRAME_BYTES_MAX));
       ws.once('message', (data: Buffer) => {
         let welcome: object;
         try {

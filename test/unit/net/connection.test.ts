@@ -175,7 +175,7 @@ describe('closing', () => {
     const gate = new Promise<void>((r) => (release = r));
     fx.onCleanup(() => release());
     // A closing handshake that never completes would only end at closeTimeout (= failureTimeoutMs).
-    const config = netConfig({ failureTimeoutMs: 600_000 });
+    const config = netConfig({ failureTimeoutMs: 20_000 });
     const { dialer, accepted, server } = await pair({ config }, { config, handlersInflightMax: 1 });
     dialer.handle('slow', () => gate);
     await accepted.notify('slow', null);
@@ -185,6 +185,34 @@ describe('closing', () => {
       new Promise((_, reject) => setTimeout(() => reject(new Error('closing handshake stuck behind the read pause')), 10_000)),
     ]);
     assert.equal(server.stats.connections, 0);
+  });
+
+  test('a peer that never reads our close frame is cut off after closeTimeout (= failureTimeoutMs)', async () => {
+    const s = await fx.server({ config: netConfig({ failureTimeoutMs: 300 }) });
+    const raw = await RawPeer.connect(s.address);
+    fx.onCleanup(() => raw.close());
+    assert.equal(await raw.handshake(identity('deaf')), 'ok');
+    await waitFor(() => s.accepted[0], 'the accepted connection');
+    raw.ws.pause(); // reads nothing more, so never answers the close frame
+    // Without the option ws would wait its default 30 s for the closing handshake.
+    await Promise.race([
+      s.server.close(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('server.close() waited for a deaf peer')), 10_000)),
+    ]);
+    assert.equal(s.server.stats.connections, 0);
+  });
+
+  test('a plain HTTP request still being served does not hold server.close()', async () => {
+    let sawRequest!: () => void;
+    const requested = new Promise<void>((r) => (sawRequest = r));
+    const s = await fx.server({ onHttpRequest: () => sawRequest() }); // never answers
+    const res = fetch(`http://${s.address}/slow`).catch((err: Error) => err);
+    await requested;
+    await Promise.race([
+      s.server.close(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('server.close() waited for an HTTP request')), 10_000)),
+    ]);
+    assert.ok((await res) instanceof Error, 'the unanswered request was cut');
   });
 
   test('a server closing shuts every connection with 1001 and stops listening', async () => {
@@ -235,11 +263,11 @@ describe('notifications', () => {
 });
 
 describe('heartbeats', () => {
-  const fast = netConfig({ heartbeatIntervalMs: 20, failureTimeoutMs: 150 });
+  const fast = netConfig({ heartbeatIntervalMs: 20, failureTimeoutMs: 300 });
 
   test('an idle connection stays alive on heartbeats and measures the round trip', async () => {
     const { dialer, accepted } = await pair({ config: fast }, { config: fast });
-    await new Promise((r) => setTimeout(r, 600)); // four failure timeouts without traffic
+    await new Promise((r) => setTimeout(r, 900)); // three failure timeouts without traffic
     assert.equal(dialer.isOpen && accepted.isOpen, true);
     assert.equal(typeof dialer.stats.rttMs, 'number');
     assert.equal(typeof accepted.stats.rttMs, 'number');

@@ -86,7 +86,7 @@ export class NetFixture {
   }
 }
 
-/** Resolves when `conn` is first seen accepted by the server (onConnection is async to dial()). */
+/** Polls `fn` until it returns a value (or true); fails after `limitMs` so a broken test cannot hang. */
 export async function waitFor<T>(fn: () => T | undefined, what: string, limitMs = 5000): Promise<T> {
   const deadline = Date.now() + limitMs;
   for (;;) {

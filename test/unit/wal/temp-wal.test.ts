@@ -240,11 +240,14 @@ test('a segment is deleted as soon as the reader has passed it', async () => {
 test('a record that does not fit the rest of a segment starts a new one; one larger than a segment gets its own', async () => {
   const dir = await tmpDir();
   const w = await openWal({ dir, segmentBytes: 256, recordBytesMax: 10_000 });
-  await w.append(rec(1, 100)); // 20 + 108 = 128
-  await w.append(rec(2, 120)); // would end at 256: fits exactly
-  await w.append(rec(3, 10)); // new segment
-  await w.append(rec(4, 1000)); // larger than a segment: its own segment
-  await w.append(rec(5, 10));
+  // Not awaited one by one, so that several frames go out in one write batch.
+  await Promise.all([
+    w.append(rec(1, 100)), // 20 + 108 = 128
+    w.append(rec(2, 120)), // ends at 256: fits exactly
+    w.append(rec(3, 10)), // new segment
+    w.append(rec(4, 1000)), // larger than a segment: its own segment
+    w.append(rec(5, 10)),
+  ]);
   const names = await segmentFiles(dir);
   const sizes = await Promise.all(names.map(async (n) => (await fs.stat(path.join(dir, n))).size));
   assert.deepEqual(sizes, [256, H + F + 10, H + F + 1000, H + F + 10]);

@@ -1,0 +1,458 @@
+/**
+ * One open partition: its file, its cached pages, its B+tree, its counter and its counts.
+ *
+ * Role: the entry point for reads and apply-if-newer writes of one partition. Operations on one
+ * partition are serialised by an async mutex (uncontended: no await). Mutations must run inside
+ * the PageMemory mutation gate (asserted), so a checkpoint capture never sees half a change.
+ *
+ * Invariants:
+ *   - the in-memory meta (counter, counts, root, height, free space) is the live state; it is
+ *     encoded into a new meta page at each checkpoint capture, and `committed()` describes what
+ *     the last completed checkpoint put on disk;
+ *   - `apply` changes nothing when it throws: every page it needs is read and pinned before the
+ *     counter or a page changes (see btree.ts);
+ *   - tombstoned keys are tracked in memory (key → counter) so purging does not scan the tree; a
+ *     file opened with tombstones gets one lazy scan at the first purge (opening stays O(1)).
+ */
+import type { StorageConfig } from '../config.js';
+import { assert, ErrorCode, ptnError } from '../errors.js';
+import { BTree, type Locator, type StoredEntry, type TreePages } from './btree.js';
+import { FLAG_OVERFLOW, FLAG_TOMBSTONE, SLOT_BYTES } from './btree-node.js';
+import type { CapturedFile } from './checkpoint.js';
+import { encodeFreeListPage, FreeSpace } from './free-list.js';
+import { encodeMetaPage, type MetaState, type PartitionIdentity } from './meta-page.js';
+import type { MutationGate } from './mutation-gate.js';
+import type { CacheEntry, CacheSegment, PageCache } from './page-cache.js';
+import { PageType } from './page.js';
+import type { PageImage, PartitionFile, WriteListener } from './partition-file.js';
+import { UpdateCounter } from './update-counter.js';
+
+export type { StoredEntry } from './btree.js';
+export type { PartitionIdentity } from './meta-page.js';
+
+/** Outcome of an apply-if-newer. */
+export type ApplyResult = 'applied' | 'stale' | 'duplicate';
+
+/** One update as the store hands it over. */
+export interface PartitionUpdate {
+  key: string;
+  counter: number;
+  op: 'put' | 'remove';
+  valueKind?: number;
+  value?: Buffer;
+}
+
+/** What the last completed checkpoint put on disk. */
+export interface CommittedState {
+  fileBytes: number;
+  counterLwm: number;
+  counterHwm: number;
+  entryCount: number;
+  checkpointId: number;
+}
+
+/** What a PageMemory shares with its partitions. @internal */
+export interface PartitionContext {
+  cache: PageCache;
+  gate: MutationGate;
+  storage: StorageConfig;
+}
+
+/** Entries per scan batch (the partition lock is released between batches). */
+export const SCAN_BATCH_ENTRIES_MAX = 256;
+/** About this many key + value bytes per scan batch. */
+export const SCAN_BATCH_BYTES_MAX = 4 << 20;
+
+export class PartitionStore implements TreePages {
+  readonly id: PartitionIdentity;
+  readonly path: string;
+  readonly pageSize: number;
+  readonly counter: UpdateCounter;
+  private readonly seg: CacheSegment;
+  private readonly tree: BTree;
+  private readonly space: FreeSpace;
+  private entries: number;
+  private tombstones: number;
+  private metaDirty = false;
+  private committedState: CommittedState;
+  private tombstoneKeys = new Map<string, number>();
+  private tombstonesKnown: boolean;
+  private readonly pins: CacheEntry[] = [];
+  private locked = false;
+  private lockWaiters: Array<() => void> = [];
+  private state: 'open' | 'destroyed' | 'closed' = 'open';
+
+  /** @internal Made by PageMemory. */
+  constructor(
+    private readonly ctx: PartitionContext,
+    private readonly file: PartitionFile,
+    meta: MetaState,
+  ) {
+    this.id = { ...meta.identity };
+    this.path = file.path;
+    this.pageSize = meta.pageSize;
+    this.counter = UpdateCounter.decode(meta.counterState, ctx.storage.counterGapsMax);
+    this.seg = ctx.cache.segment();
+    this.tree = new BTree(this, meta.rootPage, meta.treeHeight);
+    this.space = new FreeSpace(meta.pageCount, { head: meta.freeListHead, count: meta.freePageCount });
+    this.entries = meta.entryCount;
+    this.tombstones = meta.tombstoneCount;
+    this.tombstonesKnown = meta.tombstoneCount === 0;
+    this.committedState = {
+      fileBytes: meta.pageCount * meta.pageSize,
+      counterLwm: this.counter.lwm,
+      counterHwm: this.counter.hwm,
+      entryCount: meta.entryCount,
+      checkpointId: meta.checkpointId,
+    };
+  }
+
+  /** Live entries (tombstones excluded). */
+  get entryCount(): number {
+    return this.entries;
+  }
+
+  /** Tombstones currently stored. */
+  get tombstoneCount(): number {
+    return this.tombstones;
+  }
+
+  // ------------------------------------------------------------------ TreePages (internal)
+
+  /** @internal */
+  peek(index: number): CacheEntry | undefined {
+    const e = this.seg.get(index);
+    if (e !== undefined) {
+      this.seg.pin(e);
+      this.pins.push(e);
+    }
+    return e;
+  }
+
+  /** @internal */
+  async load(index: number): Promise<CacheEntry> {
+    const buf = await this.file.readPage(index);
+    const e = this.seg.insertPinned(index, buf, false);
+    this.pins.push(e);
+    return e;
+  }
+
+  /** @internal */
+  readTransient(index: number): Buffer | Promise<Buffer> {
+    const e = this.seg.get(index);
+    if (e !== undefined) {
+      this.seg.pin(e);
+      this.seg.unpin(e);
+      return e.buf;
+    }
+    return this.file.readPage(index).then((buf) => {
+      this.seg.unpin(this.seg.insertPinned(index, buf, false));
+      return buf;
+    });
+  }
+
+  /** @internal */
+  writable(e: CacheEntry): Buffer {
+    return this.seg.writable(e);
+  }
+
+  /** @internal */
+  allocate(): CacheEntry {
+    const e = this.seg.insertPinned(this.space.allocate(), Buffer.alloc(this.pageSize), true);
+    this.pins.push(e);
+    return e;
+  }
+
+  /** @internal */
+  free(index: number): void {
+    this.space.release(index);
+    this.seg.drop(index);
+  }
+
+  /** Ends an operation: unpins its pages and lets the cache trim. */
+  private endOp(): void {
+    for (const e of this.pins) this.seg.unpin(e);
+    this.pins.length = 0;
+    this.ctx.cache.trim();
+  }
+
+  private lock(): Promise<void> | undefined {
+    if (!this.locked) {
+      this.locked = true;
+      return undefined;
+    }
+    return new Promise((resolve) => this.lockWaiters.push(resolve));
+  }
+
+  private unlock(): void {
+    const next = this.lockWaiters.shift();
+    if (next) next();
+    else this.locked = false;
+  }
+
+  private checkUsable(): void {
+    if (this.state !== 'open') throw ptnError(ErrorCode.ERR_CLOSED, `partition ${this.path} was ${this.state}`);
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  /** The stored entry for `key` (tombstones included), or undefined. */
+  async get(key: string): Promise<StoredEntry | undefined> {
+    const w = this.lock();
+    if (w) await w;
+    try {
+      this.checkUsable();
+      return await this.tree.get(Buffer.from(key, 'utf8'), key);
+    } finally {
+      this.endOp();
+      this.unlock();
+    }
+  }
+
+  /** Key-ordered scan; safe while mutations go on (re-seeks after the last key of each batch). */
+  async *scan(opts: { fromKeyExclusive?: string; includeTombstones?: boolean } = {}): AsyncIterable<StoredEntry> {
+    let from: Buffer | undefined = opts.fromKeyExclusive === undefined ? undefined : Buffer.from(opts.fromKeyExclusive, 'utf8');
+    const batchOpts = { includeTombstones: opts.includeTombstones ?? false, maxEntries: SCAN_BATCH_ENTRIES_MAX, maxBytes: SCAN_BATCH_BYTES_MAX };
+    for (;;) {
+      const w = this.lock();
+      if (w) await w;
+      let batch: Awaited<ReturnType<BTree['scanBatch']>>;
+      try {
+        this.checkUsable();
+        batch = await this.tree.scanBatch(from, batchOpts);
+      } finally {
+        this.endOp();
+        this.unlock();
+      }
+      for (const e of batch.entries) yield e;
+      if (batch.done || batch.lastKey === undefined) return;
+      from = batch.lastKey;
+    }
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  private checkUpdate(u: PartitionUpdate): Buffer {
+    const key = Buffer.from(u.key, 'utf8');
+    const s = this.ctx.storage;
+    if (key.length > s.keyBytesMax) {
+      throw ptnError(ErrorCode.ERR_KEY_TOO_LARGE, `key of ${key.length} bytes exceeds storage.keyBytesMax ${s.keyBytesMax}`, {
+        details: { keyBytes: key.length },
+      });
+    }
+    if (u.op === 'put' && (u.value?.length ?? 0) > s.valueBytesMax) {
+      throw ptnError(ErrorCode.ERR_VALUE_TOO_LARGE, `value of ${u.value!.length} bytes exceeds storage.valueBytesMax ${s.valueBytesMax}`, {
+        details: { valueBytes: u.value!.length },
+      });
+    }
+    assert(Number.isSafeInteger(u.counter) && u.counter >= 1, `update counter must be a safe integer >= 1, got ${u.counter}`);
+    assert(u.valueKind === undefined || (Number.isInteger(u.valueKind) && u.valueKind >= 0 && u.valueKind <= 255), 'valueKind is a u8');
+    return key;
+  }
+
+  private async prepareWrite(): Promise<void> {
+    if (!this.space.loaded) await this.space.load((i) => this.file.readPage(i, PageType.FREE_LIST), this.path);
+  }
+
+  /**
+   * Apply-if-newer (see the API notes in page-memory.ts). Inside the mutation gate. Changes nothing
+   * when it throws.
+   */
+  async apply(u: PartitionUpdate): Promise<ApplyResult> {
+    assert(this.ctx.gate.inFlight > 0, 'PartitionStore.apply outside the mutation gate');
+    const key = this.checkUpdate(u);
+    const w = this.lock();
+    if (w) await w;
+    try {
+      this.checkUsable();
+      const c = u.counter;
+      if (this.counter.has(c)) return 'duplicate';
+      await this.prepareWrite();
+      const loc = await this.tree.locate(key);
+      const tombstone = u.op === 'remove';
+      let oldFlags = -1;
+      let oldChain: CacheEntry[] | undefined;
+      let usedAfter = this.tree.leafUsedBytes(loc) + this.tree.leafCellBytes(key.length, u.value?.length ?? 0, tombstone);
+      if (loc.found) {
+        const cell = this.tree.cellAt(loc);
+        if (cell.counter >= c) {
+          this.counter.add(c);
+          this.metaDirty = true;
+          return 'stale';
+        }
+        oldFlags = cell.flags;
+        usedAfter -= cell.size + SLOT_BYTES;
+        if ((cell.flags & FLAG_OVERFLOW) !== 0) oldChain = await this.tree.loadChain(cell.overflowPage, cell.valueLength);
+      }
+      const siblings = await this.tree.siblingsForMerge(loc, usedAfter);
+      this.counter.add(c); // may throw ERR_COUNTER_GAPS_OVERFLOW: nothing changed yet
+      this.metaDirty = true;
+      this.tree.write(loc, key, { tombstone, valueKind: tombstone ? 0 : (u.valueKind ?? 0), counter: c, value: u.value }, oldChain, siblings);
+      this.countWrite(oldFlags, tombstone, u.key, c);
+      return 'applied';
+    } finally {
+      this.endOp();
+      this.unlock();
+    }
+  }
+
+  private countWrite(oldFlags: number, tombstone: boolean, key: string, counter: number): void {
+    if (oldFlags >= 0) {
+      if ((oldFlags & FLAG_TOMBSTONE) !== 0) this.tombstones--;
+      else this.entries--;
+    }
+    if (tombstone) {
+      this.tombstones++;
+      this.tombstoneKeys.set(key, counter);
+    } else {
+      this.entries++;
+      if (this.tombstoneKeys.size > 0) this.tombstoneKeys.delete(key);
+    }
+  }
+
+  /** Removes tombstones with counter ≤ upTo; returns how many. Inside the mutation gate. */
+  async purgeTombstones(upTo: number): Promise<number> {
+    assert(this.ctx.gate.inFlight > 0, 'PartitionStore.purgeTombstones outside the mutation gate');
+    const w = this.lock();
+    if (w) await w;
+    try {
+      this.checkUsable();
+      if (!this.tombstonesKnown) await this.findTombstones();
+      if (this.tombstoneKeys.size === 0) return 0;
+      await this.prepareWrite();
+      let purged = 0;
+      for (const [key, counter] of [...this.tombstoneKeys]) {
+        if (counter > upTo) continue;
+        const loc: Locator = await this.tree.locate(Buffer.from(key, 'utf8'));
+        if (loc.found) {
+          const cell = this.tree.cellAt(loc);
+          if ((cell.flags & FLAG_TOMBSTONE) !== 0 && cell.counter <= upTo) {
+            const siblings = await this.tree.siblingsForMerge(loc, this.tree.leafUsedBytes(loc) - cell.size - SLOT_BYTES);
+            this.tree.remove(loc, undefined, siblings);
+            this.tombstones--;
+            this.metaDirty = true;
+            purged++;
+          }
+        }
+        this.tombstoneKeys.delete(key);
+        this.endOp();
+      }
+      return purged;
+    } finally {
+      this.endOp();
+      this.unlock();
+    }
+  }
+
+  /** One scan of the tree to learn the tombstones of a file opened with some (lock held). */
+  private async findTombstones(): Promise<void> {
+    const found = new Map<string, number>();
+    let from: Buffer | undefined;
+    const opts = { includeTombstones: true, maxEntries: SCAN_BATCH_ENTRIES_MAX, maxBytes: SCAN_BATCH_BYTES_MAX };
+    for (;;) {
+      const batch = await this.tree.scanBatch(from, opts);
+      this.endOp();
+      for (const e of batch.entries) if (e.tombstone) found.set(e.key, e.counter);
+      if (batch.done || batch.lastKey === undefined) break;
+      from = batch.lastKey;
+    }
+    this.tombstoneKeys = found;
+    this.tombstonesKnown = true;
+  }
+
+  // ------------------------------------------------------------------ files and checkpoints
+
+  /** As of the last completed checkpoint (what the file on disk holds). */
+  committed(): CommittedState {
+    return { ...this.committedState };
+  }
+
+  /** Registers a listener called before any existing page of the file is overwritten. */
+  addWriteListener(l: WriteListener): () => void {
+    return this.file.addWriteListener(l);
+  }
+
+  /** Current length of the file on disk. */
+  fileBytes(): number {
+    return this.file.lengthPages * this.pageSize;
+  }
+
+  /** Free-space figures (for tests and status). */
+  spaceStats(): { pageCount: number; freePages: number; pendingFreePages: number } {
+    return { pageCount: this.space.nextPageIndex, freePages: this.space.freeCount, pendingFreePages: this.space.pendingCount };
+  }
+
+  /**
+   * @internal At a checkpoint capture (gate closed, quiescent): encodes the meta page, closes the
+   * free-space interval, hands the dirty pages over. Undefined when nothing changed.
+   */
+  capture(checkpointId: number): CapturedFile | undefined {
+    if (this.state !== 'open' || !this.metaDirty) return undefined;
+    const fs = this.space.capture(this.pageSize);
+    const fresh: PageImage[] = [];
+    const overwrite: PageImage[] = [];
+    for (const e of this.seg.captureDirty()) (fs.freshPages.has(e.index) ? fresh : overwrite).push({ index: e.index, image: e.buf });
+    for (const lp of fs.listPages) {
+      const image = Buffer.allocUnsafe(this.pageSize);
+      encodeFreeListPage(image, lp.index, lp.next, lp.entries);
+      fresh.push({ index: lp.index, image });
+    }
+    const pageCount = this.space.nextPageIndex;
+    const meta = encodeMetaPage({
+      pageSize: this.pageSize,
+      identity: this.id,
+      checkpointId,
+      entryCount: this.entries,
+      tombstoneCount: this.tombstones,
+      pageCount,
+      rootPage: this.tree.root,
+      treeHeight: this.tree.height,
+      freeListHead: fs.head,
+      freePageCount: fs.count,
+      counterState: this.counter.encode(),
+    });
+    overwrite.push({ index: 0, image: meta });
+    this.ctx.cache.pendingWriteBytes += (fs.listPages.length + 1) * this.pageSize;
+    fresh.sort((a, b) => a.index - b.index);
+    overwrite.sort((a, b) => a.index - b.index);
+    this.metaDirty = false;
+    const next: CommittedState = {
+      fileBytes: pageCount * this.pageSize,
+      counterLwm: this.counter.lwm,
+      counterHwm: this.counter.hwm,
+      entryCount: this.entries,
+      checkpointId,
+    };
+    return {
+      owner: this,
+      file: this.file,
+      seg: this.seg,
+      fresh,
+      overwrite,
+      pageCount,
+      commit: () => {
+        this.space.commit(fs);
+        this.committedState = next;
+      },
+    };
+  }
+
+  /**
+   * @internal Ends this partition: waits for its running operation, runs `beforeClose` (the page
+   * memory drops it from a running checkpoint there), drops its cached pages, closes its file.
+   */
+  async shut(how: 'destroyed' | 'closed', beforeClose: () => Promise<void>): Promise<void> {
+    if (this.state !== 'open') return;
+    const w = this.lock();
+    if (w) await w;
+    try {
+      if (this.state !== 'open') return;
+      this.state = how;
+      await beforeClose();
+      this.seg.dropAll();
+      await this.file.close();
+    } finally {
+      this.unlock();
+    }
+  }
+}

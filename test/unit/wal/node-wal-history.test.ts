@@ -1,0 +1,255 @@
+// Replay, history by partition and counter, reservations, retention, history floors.
+import { afterEach, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import { realFileLayer } from '../../../src/util/file-layer.js';
+import { NodeWal } from '../../../src/wal/node-wal.js';
+import { comparePointers, type WalPointer, type WalRecord } from '../../../src/wal/record.js';
+import { CLUSTER, collect, counters, openWal, prng, put, remove, rmDir, segmentPath, tempDir, testSeed, walConfig } from './helpers.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await tempDir();
+});
+afterEach(async () => {
+  await rmDir(dir);
+});
+
+const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+/** Appends puts 1..n of (cache 1, partition c % parts) with 1 KiB values. */
+async function fill(wal: NodeWal, from: number, to: number, parts = 1): Promise<WalPointer[]> {
+  const out: WalPointer[] = [];
+  for (let c = from; c <= to; c++) out.push(await wal.append(put(1, c % parts, c, 1000)));
+  return out;
+}
+
+async function segmentFiles(): Promise<number[]> {
+  return (await fs.readdir(dir)).filter((n) => n.endsWith('.wal')).map((n) => Number(n.slice(0, 16))).sort((a, b) => a - b);
+}
+
+test('replay after reopen returns exactly the records after the last completed checkpoint (seeded)', async () => {
+  const seed = testSeed();
+  const rnd = prng(seed);
+  const wal = await openWal(dir, { segmentBytes: 64 * 1024 });
+  const log: { pointer: WalPointer; record: WalRecord }[] = [];
+  let replayFrom: WalPointer | undefined;
+  let counter = 0;
+  for (let i = 0; i < 400; i++) {
+    const x = rnd();
+    let record: WalRecord;
+    if (x < 0.03) {
+      const rf = wal.position();
+      const id = i;
+      log.push({ pointer: await wal.append({ type: 'checkpointBegin', checkpointId: id, replayFrom: rf }), record: { type: 'checkpointBegin', checkpointId: id, replayFrom: rf } });
+      record = { type: 'checkpointEnd', checkpointId: id };
+      if (rnd() < 0.8) replayFrom = rf; // otherwise: crash mid-checkpoint, this one never completes
+      else continue;
+    } else if (x < 0.3) record = remove(1 + Math.floor(rnd() * 2), Math.floor(rnd() * 4), ++counter);
+    else record = put(1 + Math.floor(rnd() * 2), Math.floor(rnd() * 4), ++counter, Math.floor(rnd() * 2000));
+    log.push({ pointer: await wal.append(record), record });
+  }
+  await wal.close();
+  const again = await openWal(dir, { segmentBytes: 64 * 1024 });
+  const expected = replayFrom ? log.filter((e) => comparePointers(e.pointer, replayFrom!) >= 0) : log;
+  assert.deepEqual(await collect(again.replay()), expected, `seed ${seed}`);
+  await again.close();
+});
+
+test('history returns one partition\'s records with fromExclusive < counter <= toInclusive, in WAL order, across segments', async () => {
+  const wal = await openWal(dir);
+  // Partitions 0..3 of cache 1 and partition 2 of cache 9, over several segments; counters 18
+  // and 22 of partition 2 arrive out of order.
+  for (let c = 1; c <= 160; c++) {
+    const counter = c === 18 ? 22 : c === 22 ? 18 : c;
+    await wal.append(put(1, c % 4, counter, 1000));
+    if (c % 10 === 0) await wal.append(put(9, 2, c, 10));
+  }
+  assert.ok(wal.position().segment >= 2);
+  const h = counters(await collect(wal.history(1, 2, 10, 30)));
+  assert.deepEqual(h, [14, 22, 18, 26, 30]);
+  assert.deepEqual(counters(await collect(wal.history(1, 2, 9, 10))), [10]);
+  assert.deepEqual(counters(await collect(wal.history(1, 2, 10, 13))), []);
+  assert.deepEqual(counters(await collect(wal.history(1, 2, 18, 22))), [22]);
+  const all = counters(await collect(wal.history(1, 3, 0, 1000)));
+  assert.deepEqual(all, range(1, 160).filter((c) => c % 4 === 3));
+  assert.deepEqual(counters(await collect(wal.history(9, 2, 100, 1000))), [110, 120, 130, 140, 150, 160]);
+  assert.deepEqual(await collect(wal.history(1, 7, 0, 1000)), []);
+  await wal.close();
+});
+
+test('history includes records still in the write buffer and only put/remove records', async () => {
+  const wal = await openWal(dir, { durability: 'background', flushIntervalMs: 60_000 });
+  await wal.append(put(1, 0, 1));
+  await wal.append({ type: 'checkpointBegin', checkpointId: 1, replayFrom: wal.position() });
+  await wal.append(remove(1, 0, 2));
+  assert.ok(wal.stats().bufferedBytes > 0);
+  const h = await collect(wal.history(1, 0, 0, 10));
+  assert.deepEqual(h.map((r) => r.type), ['put', 'remove']);
+  await wal.close();
+});
+
+test('history reads only the segments that hold the partition', async () => {
+  const opened: string[] = [];
+  const fileLayer = { ...realFileLayer, open: (p: string, f: string) => (opened.push(p), realFileLayer.open(p, f)) };
+  const wal = await NodeWal.open({ dir, clusterId: CLUSTER, config: walConfig(), fileLayer });
+  await fill(wal, 1, 60); // partition 0 only: about one segment
+  await wal.append(put(1, 5, 1000, 10));
+  await fill(wal, 61, 200);
+  opened.length = 0;
+  assert.deepEqual(counters(await collect(wal.history(1, 5, 0, 5000))), [1000]);
+  assert.equal(opened.length, 1);
+  await wal.close();
+});
+
+test('retention deletes the oldest segments before replayFrom while history exceeds historyBytesMax', async () => {
+  const segmentBytes = 64 * 1024;
+  const wal = await openWal(dir, { segmentBytes, historyBytesMax: 2 * segmentBytes });
+  await fill(wal, 1, 400);
+  const end = wal.position();
+  assert.ok(end.segment >= 5);
+  const replayFrom = { segment: end.segment - 1, offset: 1000 };
+  await wal.checkpointCompleted(replayFrom);
+  const files = await segmentFiles();
+  const kept = files.filter((s) => s < replayFrom.segment);
+  const keptBytes = (await Promise.all(kept.map((s) => fs.stat(segmentPath(dir, s))))).reduce((n, st) => n + st.size, 0);
+  assert.ok(keptBytes <= 2 * segmentBytes, `${keptBytes} bytes of history kept`);
+  assert.ok(keptBytes > segmentBytes, 'no more than needed was deleted');
+  assert.equal(files[files.length - 1], end.segment);
+  assert.equal(wal.stats().oldestSegment, files[0]);
+  assert.equal(wal.stats().segments, files.length);
+  await wal.close();
+});
+
+test('with historyBytesMax 0 only what recovery needs is kept, and never the active segment', async () => {
+  const wal = await openWal(dir, { historyBytesMax: 0 });
+  await fill(wal, 1, 300);
+  const end = wal.position();
+  await wal.checkpointCompleted(end);
+  assert.deepEqual(await segmentFiles(), [end.segment]);
+  await wal.checkpointCompleted(end);
+  assert.deepEqual(await segmentFiles(), [end.segment]);
+  await wal.close();
+  const again = await openWal(dir, { historyBytesMax: 0 });
+  assert.equal(again.stats().oldestSegment, end.segment);
+  await again.close();
+});
+
+test('history that retention deleted is ERR_WAL_HISTORY_GONE for history() and reserve(), before and after a restart', async () => {
+  const wal = await openWal(dir, { historyBytesMax: 0 });
+  await fill(wal, 1, 300, 2);
+  const end = wal.position();
+  await wal.checkpointCompleted(end);
+  const availableFrom = wal.historyAvailableFrom(1, 0);
+  assert.ok(availableFrom > 0);
+  assert.equal(availableFrom % 2, 0, 'the floor is the highest deleted counter of partition 0');
+  assert.equal(wal.historyAvailableFrom(1, 7), 0, 'a partition never seen lost nothing');
+  assert.throws(() => wal.history(1, 0, availableFrom - 1, 1000), { code: 'ERR_WAL_HISTORY_GONE' });
+  assert.throws(() => wal.reserve(1, 0, 0), { code: 'ERR_WAL_HISTORY_GONE' });
+  const rest = counters(await collect(wal.history(1, 0, availableFrom, 1000)));
+  assert.deepEqual(rest, range(availableFrom + 1, 300).filter((c) => c % 2 === 0));
+  await wal.close();
+  const again = await openWal(dir, { historyBytesMax: 0 });
+  assert.equal(again.historyAvailableFrom(1, 0), availableFrom);
+  assert.throws(() => again.history(1, 0, availableFrom - 1, 1000), { code: 'ERR_WAL_HISTORY_GONE' });
+  assert.deepEqual(counters(await collect(again.history(1, 0, availableFrom, 1000))), rest);
+  await again.close();
+});
+
+test('a reservation pins its segments across checkpointCompleted and release lets them go', async () => {
+  const wal = await openWal(dir, { historyBytesMax: 0 });
+  await fill(wal, 1, 100, 2); // partitions 0 and 1 interleaved
+  await wal.append(put(1, 7, 500, 100)); // partition 7 only in a later segment
+  await fill(wal, 101, 300, 2);
+  const firstOf7 = wal.position().segment;
+  const r = wal.reserve(1, 0, 50);
+  const other = wal.reserve(1, 7, 0);
+  const idle = wal.reserve(1, 1, 10_000); // nothing above 10000: pins nothing
+  assert.equal(wal.stats().reservations, 3);
+  await wal.checkpointCompleted(wal.position());
+  const afterPin = await segmentFiles();
+  assert.ok(afterPin[0]! <= 1, 'the segments with counters > 50 of partition 0 stay');
+  assert.deepEqual(counters(await collect(wal.history(1, 0, 50, 60))), [52, 54, 56, 58, 60]);
+  r.release();
+  r.release(); // idempotent
+  await wal.checkpointCompleted(wal.position());
+  const afterRelease = await segmentFiles();
+  assert.ok(afterRelease[0]! > afterPin[0]!, 'released segments were deleted');
+  assert.ok(afterRelease[0]! <= firstOf7, 'partition 7\'s reservation still pins its segment');
+  other.release();
+  idle.release();
+  assert.equal(wal.stats().reservations, 0);
+  await wal.checkpointCompleted(wal.position());
+  assert.deepEqual(await segmentFiles(), [wal.position().segment]);
+  await wal.close();
+});
+
+test('a history read in progress pins the segments it still has to read', async () => {
+  const wal = await openWal(dir, { historyBytesMax: 0 });
+  await fill(wal, 1, 300);
+  const it = wal.history(1, 0, 0, 1000)[Symbol.asyncIterator]();
+  const first = await it.next();
+  assert.equal((first.value as WalRecord & { counter: number }).counter, 1);
+  await wal.checkpointCompleted(wal.position());
+  const rest: number[] = [];
+  for (let r = await it.next(); !r.done; r = await it.next()) rest.push((r.value as { counter: number }).counter);
+  assert.deepEqual(rest, range(2, 300));
+  await wal.checkpointCompleted(wal.position());
+  assert.deepEqual(await segmentFiles(), [wal.position().segment]);
+  await wal.close();
+});
+
+test('after partitionDestroy the partition has no history until its next record, and replay skips what it wiped', async () => {
+  const wal = await openWal(dir);
+  await wal.append(put(1, 3, 1));
+  await wal.append(put(1, 4, 2));
+  await wal.append(put(1, 3, 3));
+  await wal.append({ type: 'partitionDestroy', cacheId: 1, partition: 3 });
+  assert.equal(wal.historyAvailableFrom(1, 3), Infinity);
+  assert.throws(() => wal.history(1, 3, 0, 100), { code: 'ERR_WAL_HISTORY_GONE' });
+  assert.equal(wal.historyAvailableFrom(1, 4), 0);
+  await wal.append(put(1, 3, 50)); // e.g. received as a file holding counters up to 49
+  await wal.append(put(1, 3, 51));
+  assert.equal(wal.historyAvailableFrom(1, 3), 49);
+  assert.deepEqual(counters(await collect(wal.history(1, 3, 49, 100))), [50, 51]);
+  await wal.close();
+  const again = await openWal(dir);
+  assert.equal(again.historyAvailableFrom(1, 3), 49);
+  const replay = (await collect(again.replay())).map((x) => x.record);
+  assert.deepEqual(replay.map((r) => (r.type === 'put' ? `${r.partition}:${r.counter}` : r.type)), ['4:2', 'partitionDestroy', '3:50', '3:51']);
+  await again.close();
+});
+
+test('after cacheDrop no partition of the cache has history until its next record, also after retention and a restart', async () => {
+  const wal = await openWal(dir, { historyBytesMax: 0 });
+  await fill(wal, 1, 100, 4);
+  await wal.append({ type: 'cacheDrop', cacheId: 1 });
+  assert.equal(wal.historyAvailableFrom(1, 0), Infinity);
+  assert.equal(wal.historyAvailableFrom(1, 9), Infinity);
+  assert.throws(() => wal.reserve(1, 2, 0), { code: 'ERR_WAL_HISTORY_GONE' });
+  await fill(wal, 200, 300, 1); // the cache is back (same id), partition 0 only
+  assert.equal(wal.historyAvailableFrom(1, 0), 199);
+  assert.equal(wal.historyAvailableFrom(1, 1), Infinity);
+  await wal.checkpointCompleted(wal.position()); // deletes the drop's segment
+  const floor = wal.historyAvailableFrom(1, 0);
+  assert.ok(floor >= 199);
+  await wal.close();
+  const again = await openWal(dir, { historyBytesMax: 0 });
+  assert.equal(again.historyAvailableFrom(1, 0), floor);
+  assert.equal(again.historyAvailableFrom(1, 1), Infinity);
+  assert.equal(again.historyAvailableFrom(2, 0), 0);
+  await again.close();
+});
+
+test('replay skips puts of a dropped cache that came before the drop', async () => {
+  const wal = await openWal(dir);
+  await wal.append(put(1, 0, 1));
+  await wal.append(put(2, 0, 1));
+  await wal.append({ type: 'cacheDrop', cacheId: 1 });
+  await wal.append(put(1, 0, 1));
+  await wal.close();
+  const again = await openWal(dir);
+  const replay = (await collect(again.replay())).map((x) => x.record);
+  assert.deepEqual(replay.map((r) => (r.type === 'put' ? `${r.cacheId}:${r.counter}` : r.type)), ['2:1', 'cacheDrop', '1:1']);
+  await again.close();
+});

@@ -53,6 +53,15 @@ export interface RebalanceConfig {
   fullBatchBytesMax: number;
   receiveSlots: number;
   sendSlots: number;
+  chunkBytes: number;
+  chunkWindow: number;
+  compression: 'none' | 'lz4';
+  snapshotIdleTimeoutMs: number;
+  fileMinBytes: number;
+  historicalMaxCounterGap: number;
+  replayFenceLagRecords: number;
+  diskSpaceMarginBytes: number;
+  resumeRetries: number;
 }
 
 export interface NodeConfig {

@@ -70,7 +70,7 @@ export async function cacheCreate(name: string, f: ClientFlags & { partitions?: 
     cache: { name: string; cacheId: number; partitions: number; backups: number; indexFields: string[] };
   };
   const c = r.cache;
-  out(f.json ? JSON.stringify(r) : `created cache ${c.name} (id ${c.cacheId}, ${c.partitions} partitions, ${c.backups} backups, index ${c.indexFields.join(',') || '-'})`);
+  out(f.json ? JSON.stringify(r) : `created cache ${c.name} (id ${c.cacheId}, ${c.partitions} partitions, ${c.backups} backup${c.backups === 1 ? '' : 's'}, index ${c.indexFields.join(',') || '-'})`);
   return 0;
 }
 

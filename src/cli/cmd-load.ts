@@ -23,7 +23,10 @@ export interface LoadFlags extends ClientFlags {
 /** `ptn load`: exit 0, 1 when some writes failed, 130 after Ctrl-C. */
 export async function load(f: LoadFlags): Promise<number> {
   const ac = new AbortController();
-  const onSigint = () => ac.abort();
+  const onSigint = () => {
+    if (ac.signal.aborted) process.exit(130); // a second Ctrl-C: do not wait for in-flight writes
+    ac.abort();
+  };
   process.on('SIGINT', onSigint);
   try {
     const r = await runLoad({

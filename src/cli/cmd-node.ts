@@ -33,6 +33,9 @@ export async function nodeStart(configPath: string): Promise<number> {
     log.error({ err, fatal: what }, `fatal: ${what}: ${(err as Error)?.message ?? String(err)}`);
     void flushLog(log).finally(() => process.exit(1));
   };
+  // The node logs its own crashes (to its log, as JSON) instead of the command line's one-liner.
+  process.removeAllListeners('uncaughtException');
+  process.removeAllListeners('unhandledRejection');
   process.on('uncaughtException', crash('uncaught exception'));
   process.on('unhandledRejection', crash('unhandled rejection'));
 

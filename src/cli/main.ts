@@ -209,8 +209,20 @@ export function describeError(err: unknown): { line: string; code: number } {
   return { line: `error: ${message}`, code: 1 };
 }
 
+/** A crash outside any awaited path still ends as one error line (exit 1), not a stack trace. */
+function installCrashHandlers(): void {
+  const crash = (err: unknown) => {
+    process.stderr.write(`${describeError(err).line}\n`);
+    if (process.env.PTN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
+}
+
 /** Runs the command line (without the node binary and script); resolves the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
+  installCrashHandlers();
   const state: RunState = { code: 0 };
   try {
     await buildProgram(state).parseAsync([...argv], { from: 'user' });

@@ -9,7 +9,7 @@ import { ErrorCode, ptnError } from '../errors.js';
 import type { Body } from '../net/connection.js';
 import { decodeUpdate } from './update-codec.js';
 import { partitionOfKey } from './affinity.js';
-import { isRebalanced } from './topology.js';
+import { isRebalanced, lostPartitions } from './topology.js';
 import type { ClusterNode } from './node.js';
 
 function str(body: Record<string, unknown>, name: string): string {
@@ -201,6 +201,7 @@ export function buildStatus(node: ClusterNode, perNode?: Map<string, Body | unde
     caches: t.caches,
     partitions,
     rebalance: { partitionsLeft: left, partitionsTotal: Math.max(total, left), tasks },
+    lostPartitions: lostPartitions(t),
     unreachable: [...(perNode ?? [])].filter(([, r]) => r === undefined).map(([id]) => id),
   };
 }

@@ -41,7 +41,13 @@ type Change = (t: Topology, newCaches: Set<string>) => void;
 
 export class Coordinator {
   private chain: Promise<unknown> = Promise.resolve();
-  private readonly acks = new Map<number, Set<string>>();
+  /** Published versions not ready yet → the nodes that must acknowledge them. */
+  private readonly acks = new Map<number, string[]>();
+  /** Highest version each node has acknowledged (acknowledging V covers every older version). */
+  private readonly acked = new Map<string, number>();
+  /** Copy-state changes reported by nodes, applied together in one topology change. */
+  private pendingMarks: Array<{ apply: (t: Topology) => void; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private marksScheduled = false;
   private readonly readyWaiters = new Map<number, Array<() => void>>();
   private readonly ackTimers = new Map<number, NodeJS.Timeout>();
   private readonly failing = new Map<string, Promise<void>>();
@@ -52,9 +58,11 @@ export class Coordinator {
 
   constructor(private readonly host: CoordinatorHost) {}
 
-  /** Serializes one change, publishes the new topology and waits until it is ready. */
-  change(fn: Change): Promise<Topology> {
+  /** Serializes one change, publishes the new topology and (unless told not to) waits until it is ready. */
+  change(fn: Change, waitReady = true): Promise<Topology> {
+    if (this.closed) return Promise.reject(ptnError(ErrorCode.ERR_CLOSED, 'coordinator closed'));
     const run = async () => {
+      if (this.closed) throw ptnError(ErrorCode.ERR_CLOSED, 'coordinator closed');
       const t = this.next(fn);
       await this.publish(t);
       return t;
@@ -62,8 +70,28 @@ export class Coordinator {
     const p = this.chain.then(run, run);
     this.chain = p.catch(() => undefined);
     return p.then(async (t) => {
-      await this.waitReady(t.version);
+      if (waitReady) await this.waitReady(t.version);
       return t;
+    });
+  }
+
+  /** Queues a copy-state change; every change queued in the same tick shares one topology version. */
+  private mark(apply: (t: Topology) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pendingMarks.push({ apply, resolve, reject });
+      if (this.marksScheduled) return;
+      this.marksScheduled = true;
+      setTimeout(() => {
+        this.marksScheduled = false;
+        const batch = this.pendingMarks;
+        this.pendingMarks = [];
+        this.change((t) => {
+          for (const m of batch) m.apply(t);
+        }, false).then(
+          () => batch.forEach((m) => m.resolve()),
+          (err) => batch.forEach((m) => m.reject(err)),
+        );
+      }, 10);
     });
   }
 
@@ -74,7 +102,7 @@ export class Coordinator {
     const { partitions, lost } = computePartitionMap(t.partitions, t.nodes, t.caches, newCaches);
     for (const l of lost) {
       this.lostPartitions.push(l);
-      this.host.log.error({ partition: l }, 'partition lost every OWNING copy; it restarts empty');
+      this.host.log.error({ partition: l }, 'partition lost every OWNING copy; it waits for one of its last owners to return');
     }
     t.partitions = partitions;
     t.version++;
@@ -83,9 +111,9 @@ export class Coordinator {
   }
 
   private async publish(t: Topology): Promise<void> {
-    this.acks.set(t.version, new Set());
+    this.acks.set(t.version, t.nodes.map((n) => n.id));
     const timer = setTimeout(() => {
-      const missing = t.nodes.map((n) => n.id).filter((id) => !this.acks.get(t.version)?.has(id));
+      const missing = t.nodes.map((n) => n.id).filter((id) => (this.acked.get(id) ?? 0) < t.version);
       this.host.log.warn({ version: t.version, missing }, 'topology ready without every ack');
       this.ready(t.version);
     }, this.host.config.cluster.topologyAckTimeoutMs);
@@ -98,14 +126,14 @@ export class Coordinator {
     this.onAck(this.host.selfId, t.version);
   }
 
-  /** A node switched to `version`. */
+  /** A node switched to `version` (and so past every older one). */
   onAck(nodeId: string, version: number): void {
-    const set = this.acks.get(version);
-    if (!set) return;
-    set.add(nodeId);
-    const t = this.host.topology();
-    if (t.version !== version) return;
-    if (t.nodes.every((n) => set.has(n.id))) this.ready(version);
+    if ((this.acked.get(nodeId) ?? 0) < version) this.acked.set(nodeId, version);
+    let readyUpTo = 0;
+    for (const [v, nodes] of this.acks) {
+      if (v > readyUpTo && nodes.every((n) => (this.acked.get(n) ?? 0) >= v)) readyUpTo = v;
+    }
+    if (readyUpTo > 0) this.ready(readyUpTo);
   }
 
   private ready(version: number): void {
@@ -141,21 +169,32 @@ export class Coordinator {
 
   // ------------------------------------------------------------- changes
 
-  /** A node joins, or a known node comes back (its copies must catch up: they become MOVING). */
+  /**
+   * A node joins, or a known node comes back. A returning node's OWNING copies may have missed
+   * updates while it was away: where another OWNING copy exists they become MOVING (they catch up);
+   * where it holds the only one, it stays OWNING (nothing better exists). Its RENTING copies go.
+   */
   join(node: Omit<TopologyNode, 'order'>): Promise<Topology> {
     return this.change((t) => {
       const known = t.nodes.find((n) => n.id === node.id);
-      if (known) {
-        known.address = node.address;
-        known.adminAddress = node.adminAddress;
-        for (const parts of Object.values(t.partitions)) {
-          for (const pc of parts) {
-            if (pc.copies[node.id] === 'OWNING' || pc.copies[node.id] === 'RENTING') delete pc.copies[node.id];
-          }
-        }
-      } else {
+      if (!known) {
         const order = Math.max(0, ...t.nodes.map((n) => n.order)) + 1;
         t.nodes.push({ ...node, order });
+        return;
+      }
+      known.address = node.address;
+      known.adminAddress = node.adminAddress;
+      for (const parts of Object.values(t.partitions)) {
+        for (const pc of parts) {
+          const state = pc.copies[node.id];
+          if (state === 'RENTING') delete pc.copies[node.id];
+          if (state !== 'OWNING') continue;
+          const others = Object.keys(pc.copies).some((n) => n !== node.id && pc.copies[n] === 'OWNING');
+          if (others) {
+            pc.copies[node.id] = 'MOVING';
+            if (pc.primary === node.id) pc.primary = undefined;
+          }
+        }
       }
     });
   }
@@ -167,17 +206,17 @@ export class Coordinator {
     });
   }
 
-  /** A MOVING copy finished its rebalance. */
-  partitionOwning(cacheName: string, partition: number, nodeId: string): Promise<Topology> {
-    return this.change((t) => {
+  /** A MOVING copy finished its rebalance (resolves once the change is published). */
+  partitionOwning(cacheName: string, partition: number, nodeId: string): Promise<void> {
+    return this.mark((t) => {
       const parts = t.partitions[cacheName];
       if (parts?.[partition]) parts[partition] = markOwning(parts[partition]!, nodeId);
     });
   }
 
-  /** A RENTING copy was deleted by its node. */
-  partitionEvicted(cacheName: string, partition: number, nodeId: string): Promise<Topology> {
-    return this.change((t) => {
+  /** A RENTING copy was deleted by its node (resolves once the change is published). */
+  partitionEvicted(cacheName: string, partition: number, nodeId: string): Promise<void> {
+    return this.mark((t) => {
       const parts = t.partitions[cacheName];
       if (parts?.[partition]) parts[partition] = markEvicted(parts[partition]!, nodeId);
     });
@@ -252,5 +291,6 @@ export class Coordinator {
     this.ackTimers.clear();
     for (const ws of this.readyWaiters.values()) for (const w of ws) w();
     this.readyWaiters.clear();
+    for (const m of this.pendingMarks.splice(0)) m.reject(ptnError(ErrorCode.ERR_CLOSED, 'coordinator closed'));
   }
 }

@@ -232,6 +232,7 @@ export class ClusterNode extends EventEmitter {
   }
 
   private async applyOne(t: Topology): Promise<void> {
+    if (this.status !== 'running') return;
     const prev = this.topo;
     if (t.version <= prev.version) return;
     await this.meta.save(t);

@@ -16,8 +16,9 @@
  *  - ideal nodes without a copy get a MOVING copy; OWNING copies of nodes no longer ideal stay
  *    OWNING until every ideal copy is OWNING, then turn RENTING;
  *  - a new cache (no previous copies) starts with every ideal copy OWNING (empty partitions);
- *  - when no OWNING copy survives (all holders died), the ideal copies become OWNING empty and
- *    the loss is reported in `lost`;
+ *  - when no OWNING copy survives (all holders died), the partition is LOST: no primary, no
+ *    copies, and the names of its last owners are kept; it is reported once in `lost`. When one of
+ *    those owners is alive again its copy is OWNING again (it brings its files back);
  *  - the primary is the first ideal node holding an OWNING copy, else the first OWNING copy.
  */
 import type { CacheDef } from '../store/cache-registry.js';
@@ -42,6 +43,13 @@ export interface PartitionCopies {
   copies: Record<string, CopyState>;
   /** Node that assigns counters and replicates; undefined only if nothing is OWNING. */
   primary: string | undefined;
+  /**
+   * Set when every OWNING copy is gone: the nodes that held them. The partition has no primary
+   * (writes and reads fail) until one of them comes back with its data, which makes its copy
+   * OWNING again. Nothing is thrown away because its owners are briefly absent (for example a
+   * whole cluster restarting one node at a time).
+   */
+  lost?: string[];
 }
 
 export interface Topology {
@@ -70,29 +78,31 @@ export interface MapChange {
 
 function computeOne(prev: PartitionCopies | undefined, ideal: string[], alive: Set<string>, isNewCache: boolean): { pc: PartitionCopies; lost: boolean } {
   const copies: Record<string, CopyState> = {};
-  let lost = false;
   if (!prev || isNewCache) {
     for (const n of ideal) copies[n] = 'OWNING';
-  } else {
-    for (const [n, s] of Object.entries(prev.copies)) {
-      if (!alive.has(n)) continue;
-      if (s === 'OWNING') copies[n] = 'OWNING';
-      else if (s === 'MOVING' && ideal.includes(n)) copies[n] = 'MOVING';
-      else if (s === 'RENTING') copies[n] = 'RENTING';
-    }
-    const anyOwning = Object.values(copies).includes('OWNING');
-    if (!anyOwning) {
-      lost = Object.keys(prev.copies).some((n) => prev.copies[n] === 'OWNING');
-      for (const n of Object.keys(copies)) if (copies[n] === 'MOVING') delete copies[n];
-      for (const n of ideal) copies[n] = 'OWNING';
-    }
-    for (const n of ideal) if (!(n in copies) || copies[n] === 'RENTING') copies[n] = 'MOVING';
-    const idealAllOwning = ideal.every((n) => copies[n] === 'OWNING');
-    if (idealAllOwning) {
-      for (const n of Object.keys(copies)) if (!ideal.includes(n) && copies[n] === 'OWNING') copies[n] = 'RENTING';
-    }
+    return { pc: { ideal, copies, primary: ideal[0] }, lost: false };
   }
-  return { pc: { ideal, copies, primary: choosePrimary(ideal, copies, prev?.primary) }, lost };
+  for (const [n, s] of Object.entries(prev.copies)) {
+    if (!alive.has(n)) continue;
+    if (s === 'OWNING') copies[n] = 'OWNING';
+    else if (s === 'MOVING' && ideal.includes(n)) copies[n] = 'MOVING';
+    else if (s === 'RENTING') copies[n] = 'RENTING';
+  }
+  // A lost partition comes back with the first of its last owners that is alive again.
+  for (const n of prev.lost ?? []) if (alive.has(n)) copies[n] = 'OWNING';
+  if (!Object.values(copies).includes('OWNING')) {
+    const lastOwners = prev.lost ?? Object.keys(prev.copies).filter((n) => prev.copies[n] === 'OWNING');
+    if (lastOwners.length > 0) {
+      return { pc: { ideal, copies: {}, primary: undefined, lost: lastOwners }, lost: prev.lost === undefined };
+    }
+    for (const n of Object.keys(copies)) delete copies[n];
+    for (const n of ideal) copies[n] = 'OWNING';
+  }
+  for (const n of ideal) if (!(n in copies) || copies[n] === 'RENTING') copies[n] = 'MOVING';
+  if (ideal.every((n) => copies[n] === 'OWNING')) {
+    for (const n of Object.keys(copies)) if (!ideal.includes(n) && copies[n] === 'OWNING') copies[n] = 'RENTING';
+  }
+  return { pc: { ideal, copies, primary: choosePrimary(ideal, copies, prev.primary) }, lost: false };
 }
 
 function choosePrimary(ideal: string[], copies: Record<string, CopyState>, prevPrimary: string | undefined): string | undefined {
@@ -131,6 +141,7 @@ export function computePartitionMap(
 /** Marks one copy OWNING (its rebalance finished) and recomputes renting. */
 export function markOwning(pc: PartitionCopies, nodeId: string): PartitionCopies {
   if (pc.copies[nodeId] !== 'MOVING') return pc;
+
   const copies = { ...pc.copies, [nodeId]: 'OWNING' as CopyState };
   if (pc.ideal.every((n) => copies[n] === 'OWNING')) {
     for (const n of Object.keys(copies)) if (!pc.ideal.includes(n) && copies[n] === 'OWNING') copies[n] = 'RENTING';
@@ -151,6 +162,13 @@ export function replicaTargets(pc: PartitionCopies): string[] {
   return Object.keys(pc.copies)
     .filter((n) => n !== pc.primary && (pc.copies[n] === 'OWNING' || pc.copies[n] === 'MOVING'))
     .sort();
+}
+
+/** Partitions without any OWNING copy ("cache/partition"). */
+export function lostPartitions(t: Topology): string[] {
+  const out: string[] = [];
+  for (const [cache, parts] of Object.entries(t.partitions)) parts.forEach((pc, p) => pc.lost && out.push(`${cache}/${p}`));
+  return out;
 }
 
 /** True when no copy of any partition is MOVING. */

@@ -75,7 +75,7 @@ export interface TreePages {
   readTransient(index: number): Buffer | Promise<Buffer>;
   /** The buffer to modify (copy-on-write, marks dirty). The entry must be pinned. */
   writable(e: CacheEntry): Buffer;
-  /** A new zeroed page, pinned and dirty. */
+  /** A new page (uninitialised: lay it out before anything else), pinned and dirty. */
   allocate(): CacheEntry;
   /** Gives a page up (dropped from the cache). */
   free(index: number): void;

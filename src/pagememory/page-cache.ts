@@ -150,7 +150,13 @@ export class PageCache {
     if (this.onDirtyPressure === undefined || this.closed || this.checkpointActive || this.pressureTimer !== undefined) return;
     if (this.dirtyBytes < this.dirtyRatio * this.budgetBytes && this.roomWaiters.length === 0) return;
     const cb = this.onDirtyPressure;
-    queueMicrotask(() => cb());
+    queueMicrotask(() => {
+      try {
+        cb();
+      } catch {
+        // The callback's own failure (it only starts a checkpoint); the signal repeats anyway.
+      }
+    });
     this.pressureTimer = setTimeout(() => {
       this.pressureTimer = undefined;
       this.signalPressure();

@@ -16,7 +16,7 @@
  */
 import type { StorageConfig } from '../config.js';
 import { assert, ErrorCode, ptnError } from '../errors.js';
-import { BTree, type Locator, type StoredEntry, type TreePages } from './btree.js';
+import { BTree, type Locator, type Sibling, type StoredEntry, type TreePages } from './btree.js';
 import { FLAG_OVERFLOW, FLAG_TOMBSTONE, SLOT_BYTES } from './btree-node.js';
 import type { CapturedFile } from './checkpoint.js';
 import { encodeFreeListPage, FreeSpace } from './free-list.js';
@@ -156,9 +156,9 @@ export class PartitionStore implements TreePages {
     return this.seg.writable(e);
   }
 
-  /** @internal */
+  /** @internal The page is uninitialised memory: the tree always lays it out (initPage zero-fills) first. */
   allocate(): CacheEntry {
-    const e = this.seg.insertPinned(this.space.allocate(), Buffer.alloc(this.pageSize), true);
+    const e = this.seg.insertPinned(this.space.allocate(), Buffer.allocUnsafe(this.pageSize), true);
     this.pins.push(e);
     return e;
   }
@@ -255,8 +255,12 @@ export class PartitionStore implements TreePages {
   }
 
   /**
-   * Apply-if-newer (see the API notes in page-memory.ts). Inside the mutation gate. Changes nothing
-   * when it throws.
+   * Apply-if-newer, atomically with the counter bookkeeping: a counter already applied →
+   * 'duplicate' (no change); else the counter is recorded (ERR_COUNTER_GAPS_OVERFLOW first, with no
+   * change) and, when the stored entry has a counter ≥ this one, 'stale' (tree untouched), else the
+   * entry is written (a remove writes a tombstone) → 'applied'. ERR_KEY_TOO_LARGE and
+   * ERR_VALUE_TOO_LARGE are checked before anything else. Must run inside the mutation gate
+   * (asserted). Changes nothing when it throws.
    */
   async apply(u: PartitionUpdate): Promise<ApplyResult> {
     assert(this.ctx.gate.inFlight > 0, 'PartitionStore.apply outside the mutation gate');
@@ -272,7 +276,7 @@ export class PartitionStore implements TreePages {
       const tombstone = u.op === 'remove';
       let oldFlags = -1;
       let oldChain: CacheEntry[] | undefined;
-      let usedAfter = this.tree.leafUsedBytes(loc) + this.tree.leafCellBytes(key.length, u.value?.length ?? 0, tombstone);
+      let siblings: Sibling[] | undefined;
       if (loc.found) {
         const cell = this.tree.cellAt(loc);
         if (cell.counter >= c) {
@@ -281,10 +285,13 @@ export class PartitionStore implements TreePages {
           return 'stale';
         }
         oldFlags = cell.flags;
-        usedAfter -= cell.size + SLOT_BYTES;
         if ((cell.flags & FLAG_OVERFLOW) !== 0) oldChain = await this.tree.loadChain(cell.overflowPage, cell.valueLength);
+        // Only a change that shrinks the leaf can leave it under the merge threshold.
+        const newBytes = this.tree.leafCellBytes(key.length, u.value?.length ?? 0, tombstone);
+        if (newBytes < cell.size + SLOT_BYTES) {
+          siblings = await this.tree.siblingsForMerge(loc, this.tree.leafUsedBytes(loc) - cell.size - SLOT_BYTES + newBytes);
+        }
       }
-      const siblings = await this.tree.siblingsForMerge(loc, usedAfter);
       this.counter.add(c); // may throw ERR_COUNTER_GAPS_OVERFLOW: nothing changed yet
       this.metaDirty = true;
       this.tree.write(loc, key, { tombstone, valueKind: tombstone ? 0 : (u.valueKind ?? 0), counter: c, value: u.value }, oldChain, siblings);

@@ -13,7 +13,8 @@
  *   4. WAL: CHECKPOINT_END {id}, flushed; the WAL may now delete segments before replayFrom.
  * Triggers: periodic (checkpointIntervalMs), dirty-page pressure, and on demand.
  */
-import type { PageMemory } from '../pagememory/page-memory.js';
+import { ErrorCode, ptnError } from '../errors.js';
+import type { CheckpointStats, CheckpointWrite, PageMemory } from '../pagememory/page-memory.js';
 import type { NodeWal } from '../wal/node-wal.js';
 import type { WalPointer } from '../wal/record.js';
 import type { Logger } from '../util/log.js';
@@ -37,6 +38,12 @@ export class Checkpointer {
   onCompleted: ((r: CheckpointResult) => Promise<void>) | undefined;
   lastResult: CheckpointResult | undefined;
   completed = 0;
+  /**
+   * Rebalance snapshots (src/supplier/): hooks run synchronously at the end of the next checkpoint
+   * that captures after they were added — right after its pages are durable, before anything can
+   * write pages again (only a checkpoint writes partition pages, one at a time).
+   */
+  private armNext: Array<{ arm: () => void; fail: (err: unknown) => void }> = [];
 
   constructor(
     private readonly pm: PageMemory,
@@ -68,12 +75,40 @@ export class Checkpointer {
     return this.running;
   }
 
+  /**
+   * Runs `arm` synchronously at the end of the next checkpoint whose capture comes after this call
+   * (the file of every partition then holds exactly its committed state); `fail` gets the error
+   * when that checkpoint fails, `arm` throws, or the checkpointer closes first. Request the
+   * checkpoint yourself (`checkpoint()`).
+   */
+  atNextCheckpointEnd(arm: () => void, fail: (err: unknown) => void): void {
+    if (this.closed) fail(ptnError(ErrorCode.ERR_CLOSED, 'checkpointer is closed'));
+    else this.armNext.push({ arm, fail });
+  }
+
   private async run(reason: string): Promise<CheckpointResult> {
     const t0 = performance.now();
-    const { captured: replayFrom, checkpoint } = await this.pm.beginCheckpoint(() => this.wal.position());
-    await this.wal.append({ type: 'checkpointBegin', checkpointId: checkpoint.checkpointId, replayFrom });
-    await this.wal.flush();
-    const stats = await checkpoint.write();
+    const arms = this.armNext.splice(0); // hooks added from here on wait for the next checkpoint
+    let stats: CheckpointStats;
+    let replayFrom: WalPointer;
+    let checkpoint: CheckpointWrite;
+    try {
+      ({ captured: replayFrom, checkpoint } = await this.pm.beginCheckpoint(() => this.wal.position()));
+      await this.wal.append({ type: 'checkpointBegin', checkpointId: checkpoint.checkpointId, replayFrom });
+      await this.wal.flush();
+      stats = await checkpoint.write();
+    } catch (err) {
+      for (const a of arms) a.fail(err);
+      throw err;
+    }
+    // No await between write() and the hooks: no page can change on disk in between.
+    for (const a of arms) {
+      try {
+        a.arm();
+      } catch (err) {
+        a.fail(err);
+      }
+    }
     await this.wal.append({ type: 'checkpointEnd', checkpointId: checkpoint.checkpointId });
     await this.wal.flush();
     await this.wal.checkpointCompleted(replayFrom);
@@ -96,6 +131,7 @@ export class Checkpointer {
   /** Stops the timer and waits for a running checkpoint. */
   async close(): Promise<void> {
     this.closed = true;
+    for (const a of this.armNext.splice(0)) a.fail(ptnError(ErrorCode.ERR_CLOSED, 'checkpointer closed before the next checkpoint'));
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.running) await this.running.catch(() => undefined);

@@ -519,6 +519,25 @@ export class Store {
     return this.checkpointer.checkpoint(reason);
   }
 
+  /**
+   * Rebalance supplier (src/supplier/): runs a checkpoint and, synchronously at its end — the
+   * partition's file then holds exactly `ps.committed()` and no page is written before the next
+   * checkpoint — calls `arm(ps)` (which records committed() and registers its page-write
+   * listener); resolves with what `arm` returned. Registering the listener inside `arm` is as good
+   * as before the checkpoint: page writes before the arm belong to the snapshot's own checkpoint.
+   */
+  snapshotCheckpoint<T>(cacheId: number, partition: number, arm: (ps: PartitionStore) => T): Promise<T> {
+    this.checkOpen();
+    return new Promise<T>((resolve, reject) => {
+      this.checkpointer.atNextCheckpointEnd(() => {
+        const ps = this.partitions.get(pkey(cacheId, partition));
+        if (!ps) throw ptnError(ErrorCode.ERR_PARTITION_NOT_FOUND, `partition ${partition} of cache ${cacheId} is not on this node`);
+        resolve(arm(ps));
+      }, reject);
+      this.checkpointer.checkpoint('snapshot').catch(() => undefined); // a failure reaches `reject` above
+    });
+  }
+
   private async purgeTombstones(): Promise<void> {
     for (const ps of [...this.partitions.values()]) {
       await this.pm.enterMutation();

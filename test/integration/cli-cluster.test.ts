@@ -132,6 +132,18 @@ test('ptn drives a local cluster end to end: up, data, status, crash and restart
   assert.ok(downed.nodes.every((n) => !n.running));
   for (const n of downed.nodes) assert.match(fs.readFileSync(n.logPath, 'utf8'), /closed cleanly on signal/, `${n.id} closed cleanly on SIGTERM`);
   assert.match(await ok(['cluster', 'ls', ...dirArgs]), /^node-1\s+stopped/m);
+
+  // `up` on the stopped cluster restarts every node on its own data dir and config
+  const stopped = manifest(dir);
+  assert.match(await ok(['cluster', 'up', '--nodes', '3', ...dirArgs]), /restarting the stopped cluster/);
+  const restarted = manifest(dir);
+  remember(restarted);
+  assert.deepEqual(restarted.nodes.map((n) => [n.id, n.address, n.dataDir, n.running]), stopped.nodes.map((n) => [n.id, n.address, n.dataDir, true]));
+  assert.match(await ok(['cache', 'list', ...dirArgs]), /^default\s/m);
+  const again = JSON.parse(await ok(['status', '--json', ...dirArgs]));
+  assert.deepEqual([again.nodes.length, again.rebalanced], [3, true]);
+  await ok(['cluster', 'down', ...dirArgs]);
+  for (const n of manifest(dir).nodes) assert.equal(isProcessAlive(n.pid, n.configPath), false);
 });
 
 test('the test helper starts nodes through the library, adds and kills one, and tears down without leaving a process', async () => {

@@ -79,11 +79,31 @@ test('when a node dies its backups are promoted and a new MOVING copy is assigne
   }
 });
 
-test('losing every OWNING copy is reported', () => {
+test('a partition whose every OWNING copy is gone is lost until an owner comes back with its data', () => {
   const one: CacheDef = { ...cache, backups: 0 };
   const nodes = [node('a', 1), node('b', 2)];
   const before = computePartitionMap({}, nodes, [one], new Set(['default'])).partitions;
   const after = computePartitionMap(before, [node('b', 2)], [one]);
   assert.ok(after.lost.length > 0);
-  for (const pc of after.partitions.default!) assert.deepEqual(pc.copies, { b: 'OWNING' });
+  for (let p = 0; p < one.partitions; p++) {
+    const pc = after.partitions.default![p]!;
+    if (before.default![p]!.primary === 'a') {
+      assert.deepEqual(pc.copies, {}, 'nothing is made OWNING empty');
+      assert.equal(pc.primary, undefined);
+      assert.deepEqual(pc.lost, ['a']);
+    } else {
+      assert.deepEqual(pc.copies, { b: 'OWNING' });
+    }
+  }
+  const again = computePartitionMap(after.partitions, [node('b', 2)], [one]);
+  assert.deepEqual(again.lost, [], 'a loss is reported once');
+  const back = computePartitionMap(after.partitions, nodes, [one]);
+  for (let p = 0; p < one.partitions; p++) {
+    const pc = back.partitions.default![p]!;
+    if (before.default![p]!.primary === 'a') {
+      assert.equal(pc.copies.a, 'OWNING', 'the returning owner brings its copy back');
+      assert.equal(pc.primary, 'a');
+      assert.equal(pc.lost, undefined);
+    }
+  }
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { PageMemory } from '../../../src/pagememory/page-memory.js';
-import { checkpoint, collect, ID, makeTmpDir, openPm, put, remove, removeDir, snapshot, storageConfig, tick, valueOf } from './pm-helpers.js';
+import { checkpoint, collect, eventually, ID, makeTmpDir, openPm, put, remove, removeDir, snapshot, storageConfig, tick, valueOf } from './pm-helpers.js';
 
 let dir: string | undefined;
 afterEach(async () => {
@@ -134,8 +134,7 @@ test('dirty pressure calls back, repeats while ignored, and waitForRoom waits fo
     }
     await tick();
     assert.equal(calls, 1);
-    await new Promise((r) => setTimeout(r, 120));
-    assert.ok(calls >= 2, 'signalled again while nobody checkpoints');
+    assert.ok(await eventually(() => calls >= 2), 'signalled again while nobody checkpoints');
     while (pm.stats.dirtyBytes < 1 << 20) {
       await pm.enterMutation();
       await ps.apply({ key: `k${++c}`, counter: c, op: 'put', value: valueOf(3000, c) });

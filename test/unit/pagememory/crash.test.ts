@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { PageMemory, PartitionStore } from '../../../src/pagememory/page-memory.js';
-import { checkpoint, CrashFileLayer, ID, makeTmpDir, openPm, put, remove, removeDir, rng, snapshot, valueOf } from './pm-helpers.js';
+import { checkpoint, CrashFileLayer, ID, makeTmpDir, openPm, purge, put, remove, removeDir, rng, snapshot, valueOf } from './pm-helpers.js';
 
 let dir: string | undefined;
 afterEach(async () => {
@@ -27,13 +27,15 @@ async function makeOldState(root: string): Promise<void> {
   await pm.close();
 }
 
-/** The changes of the checkpoint under test: overwrites, splits, freed and reused chains, tombstones. */
+/** The changes of the checkpoint under test: overwrites, splits, freed and reused chains, tombstones, purges and merges. */
 async function applyChanges(pm: PageMemory, stores: PartitionStore[]): Promise<void> {
   for (const ps of stores) {
     let c = 140;
     for (let i = 1; i <= 120; i += 3) await put(pm, ps, `k${i}`, ++c, valueOf(i % 15 === 0 ? 3000 : 400, c));
     for (let i = 121; i <= 200; i++) await put(pm, ps, `k${i}`, ++c, valueOf(i % 25 === 0 ? 16000 : 150, c));
     for (let i = 2; i <= 120; i += 9) await remove(pm, ps, `k${i}`, ++c);
+    for (let i = 60; i <= 110; i++) await remove(pm, ps, `k${i}`, ++c);
+    await purge(pm, ps, c); // leaves shrink: merges, separators removed, pages freed
   }
 }
 

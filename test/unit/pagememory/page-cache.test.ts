@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PageCache, PRESSURE_REPEAT_MS } from '../../../src/pagememory/page-cache.js';
-import { tick } from './pm-helpers.js';
+import { eventually, tick } from './pm-helpers.js';
 
 const PAGE = 4096;
 const page = (fill: number) => Buffer.alloc(PAGE, fill);
@@ -105,10 +105,8 @@ test('dirty pressure fires at the ratio, never while a checkpoint is active, and
   await new Promise((r) => setTimeout(r, PRESSURE_REPEAT_MS * 2));
   assert.equal(calls, 0, 'a checkpoint is active');
   cache.checkpointFinished();
-  await new Promise((r) => setTimeout(r, 5));
-  assert.equal(calls, 1);
-  await new Promise((r) => setTimeout(r, PRESSURE_REPEAT_MS * 3));
-  assert.ok(calls >= 2, 'repeats while nobody checkpoints');
+  assert.ok(await eventually(() => calls === 1), 'signalled once the checkpoint finished');
+  assert.ok(await eventually(() => calls >= 2), 'repeats while nobody checkpoints');
   cache.close();
   const after = calls;
   await new Promise((r) => setTimeout(r, PRESSURE_REPEAT_MS * 2));

@@ -73,3 +73,18 @@ test('page sizes are powers of two from 4 KiB to 64 KiB', () => {
   for (const s of [4096, 8192, 16384, 32768, 65536]) assert.ok(isValidPageSize(s));
   for (const s of [0, 2048, 4095, 5000, 131072]) assert.ok(!isValidPageSize(s));
 });
+
+test('the on-disk layout sizes of every page type and of the journal are pinned', async () => {
+  const node = await import('../../../src/pagememory/btree-node.js');
+  const overflow = await import('../../../src/pagememory/overflow.js');
+  const journal = await import('../../../src/pagememory/checkpoint-journal.js');
+  const freeList = await import('../../../src/pagememory/free-list.js');
+  assert.equal(node.NODE_HEADER_BYTES, 28);
+  assert.equal(node.LEAF_CELL_HEADER_BYTES, 16);
+  assert.equal(node.INNER_CELL_HEADER_BYTES, 6);
+  assert.equal(overflow.OVERFLOW_HEADER_BYTES, 24);
+  assert.equal(freeList.freeListCapacity(4096), (4096 - 24) / 4);
+  assert.equal(journal.JOURNAL_HEADER_BYTES, 48);
+  assert.equal(journal.JOURNAL_TRAILER_BYTES, 16);
+  assert.equal(journal.JOURNAL_RECORD_HEADER_BYTES, 8);
+});

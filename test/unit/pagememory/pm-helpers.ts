@@ -299,6 +299,15 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => 
 
 export const tick = () => new Promise<void>((r) => setImmediate(r));
 
+/** Waits until `cond()` holds, polling every few milliseconds; false if it never did within `limitMs`. */
+export async function eventually(cond: () => boolean, limitMs = 5000): Promise<boolean> {
+  for (let waited = 0; waited < limitMs; waited += 5) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return cond();
+}
+
 /** Key → {counter, tombstone, value} of everything a store holds (tombstones included). */
 export async function snapshot(ps: { scan(o: { includeTombstones: boolean }): AsyncIterable<{ key: string; counter: number; tombstone: boolean; value: Buffer }> }) {
   const out = new Map<string, { counter: number; tombstone: boolean; value: string }>();

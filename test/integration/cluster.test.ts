@@ -1,0 +1,110 @@
+/**
+ * Cluster of real node processes on loopback: writes, a node SIGKILLed under load, a node joining,
+ * and hostile connections refused while the node keeps serving. Every process and temp dir is
+ * removed by the helper's teardown, also when a test fails.
+ */
+import test, { after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { runLoad } from '../../src/cli/load.js';
+import { runVerify } from '../../src/cli/verify.js';
+import { RawPeer, RawTcp, craftFrame } from '../helpers/hostile-peer.js';
+import type { Connection } from '../../src/net/connection.js';
+
+const clusters: TestCluster[] = [];
+after(async () => {
+  for (const c of clusters) await c.teardown();
+});
+
+async function cluster(nodes: number): Promise<TestCluster> {
+  const c = await startTestCluster({ nodes, nodeConfig: { net: { heartbeatIntervalMs: 200, failureTimeoutMs: 2000 } } });
+  clusters.push(c);
+  return c;
+}
+
+async function status(conn: Connection): Promise<Record<string, any>> {
+  return (await conn.request('status', {})) as Record<string, any>;
+}
+
+async function waitRebalanced(conn: Connection, nodes: number, timeoutMs = 60_000): Promise<Record<string, any>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await status(conn);
+    if (s.rebalanced && s.nodes.length === nodes && s.lostPartitions.length === 0) return s;
+    if (Date.now() > deadline) throw new Error(`not rebalanced: ${JSON.stringify({ nodes: s.nodes.length, left: s.rebalance.partitionsLeft })}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test('a 3-node cluster takes writes on any node, and verify passes after a node is SIGKILLed under load', async () => {
+  const c = await cluster(3);
+  const conn = await c.client();
+  await conn.request('cacheCreate', { name: 'default', partitions: 16, backups: 1, indexFields: ['city'] });
+  for (const id of ['node-1', 'node-2', 'node-3']) {
+    const n = await c.client(id);
+    await n.request('put', { cache: 'default', key: `from-${id}`, value: { city: 'Oslo', id } });
+  }
+  for (const id of ['node-1', 'node-2', 'node-3']) {
+    const got = (await conn.request('get', { cache: 'default', key: `from-${id}` })) as { found: boolean; value: unknown };
+    assert.deepEqual(got.value, { city: 'Oslo', id });
+  }
+  assert.deepEqual(((await conn.request('query', { cache: 'default', field: 'city', value: 'Oslo' })) as { keys: string[] }).keys, ['from-node-1', 'from-node-2', 'from-node-3']);
+
+  const ackLog = path.join(c.dir, 'acks.log');
+  const settings = c.settings();
+  const extra = c.nodes().map((n) => n.address);
+  const load = runLoad({ settings, extraAddresses: extra, entries: 300, valueBytes: 200, durationSec: 4, ratePerSec: 400, concurrency: 4, ackLogPath: ackLog, attemptsMax: 50 });
+  await new Promise((r) => setTimeout(r, 1200));
+  await c.stop('node-3', { kill: true, wait: false });
+  const result = await load;
+  assert.ok(result.acked > 100, `only ${result.acked} writes acknowledged`);
+  await waitRebalanced(conn, 2);
+  const v = await runVerify({ settings, ackLogPath: ackLog, waitRebalancedMs: 30_000 });
+  assert.equal(v.ok, true, v.mismatches.join('\n'));
+  assert.ok(v.ackLog!.keys > 50);
+});
+
+test('a joining node gets its partitions OWNING with digests equal to the other copies', async () => {
+  const c = await cluster(2);
+  const conn = await c.client();
+  await conn.request('cacheCreate', { name: 'default', partitions: 12, backups: 1 });
+  for (let i = 0; i < 300; i++) await conn.request('put', { cache: 'default', key: `k${i}`, value: { i } });
+  await c.add();
+  const s = await waitRebalanced(conn, 3);
+  const owned = Object.values(s.partitions.default as Array<{ copies: Record<string, string> }>).filter((p) => p.copies['node-3'] === 'OWNING');
+  assert.ok(owned.length > 0, 'the new node owns some partitions');
+  const d = (await conn.request('digests', { cache: 'default' })) as { partitions: Array<{ partition: number; copies: Record<string, { digest: string; state: string }> }> };
+  for (const p of d.partitions) {
+    const digests = new Set(Object.values(p.copies).map((x) => x.digest));
+    assert.equal(digests.size, 1, `partition ${p.partition}: ${JSON.stringify(p.copies)}`);
+    assert.equal(Object.keys(p.copies).length, 2);
+  }
+});
+
+test('bad handshakes and malformed frames are refused while the node keeps serving', async () => {
+  const c = await cluster(1);
+  const conn = await c.client();
+  await conn.request('cacheCreate', { name: 'default', partitions: 4, backups: 0 });
+  const address = c.address('node-1');
+  const id = { nodeId: 'intruder', clusterId: 'ptn-test', secret: 'wrong-secret-123', role: 'peer' as const };
+  const wrongSecret = await RawPeer.connect(address);
+  const r1 = await wrongSecret.handshake({ ...id, clusterId: c.settings().clusterId });
+  assert.notEqual(r1, 'ok');
+  assert.equal((r1 as { reason: string }).reason, 'ERR_HANDSHAKE_AUTH');
+  const wrongCluster = await RawPeer.connect(address);
+  const r2 = await wrongCluster.handshake({ ...id, secret: c.settings().secret, clusterId: 'another-cluster' });
+  assert.equal((r2 as { reason: string }).reason, 'ERR_HANDSHAKE_CLUSTER');
+  const garbage = await RawPeer.connect(address);
+  garbage.send(Buffer.from('definitely not a frame'));
+  assert.equal((await garbage.closed).reason, 'ERR_PROTOCOL_BAD_FRAME');
+  const oversized = await RawPeer.connect(address);
+  oversized.send(craftFrame({ bodyBytes: 0x7fffffff }));
+  assert.equal((await oversized.closed).reason, 'ERR_PROTOCOL_FRAME_TOO_LARGE');
+  const tcp = await RawTcp.connect(Number(address.split(':')[1]));
+  tcp.socket.write(Buffer.from('\x00\x01\x02 junk junk junk\r\n\r\n'));
+  assert.match(await tcp.received, /^HTTP\/1\.1 400/);
+  for (const p of [wrongSecret, wrongCluster, garbage, oversized]) p.close();
+  await conn.request('put', { cache: 'default', key: 'still', value: 'serving' });
+  assert.deepEqual(((await conn.request('get', { cache: 'default', key: 'still' })) as { value: unknown }).value, 'serving');
+});

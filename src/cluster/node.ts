@@ -30,6 +30,7 @@ import { type Topology, type TopologyNode, initialTopology } from './topology.js
 import { WritePath } from './write-path.js';
 import { FullRebalancer } from './full-rebalance.js';
 import { registerClientApi } from './client-api.js';
+import { registerSupplierApi, type Supplier } from '../supplier/supplier.js';
 import { AdminHttp } from './admin-http.js';
 import { NodeMetrics } from './metrics.js';
 
@@ -52,6 +53,8 @@ export class ClusterNode extends EventEmitter {
   metrics!: NodeMetrics;
   writes!: WritePath;
   rebalancer!: FullRebalancer;
+  /** Serves partition snapshots and WAL history to demanders (src/supplier/). */
+  supplier: Supplier | undefined;
   coordinator: Coordinator | undefined;
   address = '';
   adminAddress = '';
@@ -155,6 +158,7 @@ export class ClusterNode extends EventEmitter {
     this.rebalancer = new FullRebalancer(this);
     this.registerPeerApi();
     registerClientApi(this);
+    this.supplier = registerSupplierApi(this); // file rebalance, supplier side (docs/rebalance-protocol.md)
     this.server = new NetServer({
       host: config.host,
       port: config.port,
@@ -419,6 +423,7 @@ export class ClusterNode extends EventEmitter {
     for (const w of this.versionWaiters.splice(0)) w.resolve();
     this.coordinator?.close();
     await this.rebalancer?.close();
+    await this.supplier?.close(); // releases every snapshot (delta files, WAL reservations) before the store closes
     await this.writes?.close();
     await this.admin?.close();
     await this.server?.close();

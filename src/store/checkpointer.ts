@@ -43,7 +43,7 @@ export class Checkpointer {
    * that captures after they were added — right after its pages are durable, before anything can
    * write pages again (only a checkpoint writes partition pages, one at a time).
    */
-  private armNext: Array<{ arm: () => void; fail: (err: unknown) => void }> = [];
+  private armNext: Array<{ arm: () => void; fail: (err: unknown) => void; done?: () => void }> = [];
 
   constructor(
     private readonly pm: PageMemory,
@@ -77,13 +77,13 @@ export class Checkpointer {
 
   /**
    * Runs `arm` synchronously at the end of the next checkpoint whose capture comes after this call
-   * (the file of every partition then holds exactly its committed state); `fail` gets the error
-   * when that checkpoint fails, `arm` throws, or the checkpointer closes first. Request the
-   * checkpoint yourself (`checkpoint()`).
+   * (the file of every partition then holds exactly its committed state), then `done` once that
+   * checkpoint has completed; `fail` instead when it fails, `arm` throws, or the checkpointer
+   * closes first. Request the checkpoint yourself (`checkpoint()`).
    */
-  atNextCheckpointEnd(arm: () => void, fail: (err: unknown) => void): void {
+  atNextCheckpointEnd(arm: () => void, fail: (err: unknown) => void, done?: () => void): void {
     if (this.closed) fail(ptnError(ErrorCode.ERR_CLOSED, 'checkpointer is closed'));
-    else this.armNext.push({ arm, fail });
+    else this.armNext.push({ arm, fail, done });
   }
 
   private async run(reason: string): Promise<CheckpointResult> {
@@ -92,26 +92,29 @@ export class Checkpointer {
     let stats: CheckpointStats;
     let replayFrom: WalPointer;
     let checkpoint: CheckpointWrite;
+    let armed = arms;
     try {
       ({ captured: replayFrom, checkpoint } = await this.pm.beginCheckpoint(() => this.wal.position()));
       await this.wal.append({ type: 'checkpointBegin', checkpointId: checkpoint.checkpointId, replayFrom });
       await this.wal.flush();
       stats = await checkpoint.write();
+      // No await between write() and the hooks: no page can change on disk in between.
+      armed = arms.filter((a) => {
+        try {
+          a.arm();
+          return true;
+        } catch (err) {
+          a.fail(err);
+          return false;
+        }
+      });
+      await this.wal.append({ type: 'checkpointEnd', checkpointId: checkpoint.checkpointId });
+      await this.wal.flush();
+      await this.wal.checkpointCompleted(replayFrom);
     } catch (err) {
-      for (const a of arms) a.fail(err);
+      for (const a of armed) a.fail(err);
       throw err;
     }
-    // No await between write() and the hooks: no page can change on disk in between.
-    for (const a of arms) {
-      try {
-        a.arm();
-      } catch (err) {
-        a.fail(err);
-      }
-    }
-    await this.wal.append({ type: 'checkpointEnd', checkpointId: checkpoint.checkpointId });
-    await this.wal.flush();
-    await this.wal.checkpointCompleted(replayFrom);
     const result: CheckpointResult = {
       checkpointId: checkpoint.checkpointId,
       reason,
@@ -125,6 +128,7 @@ export class Checkpointer {
     this.completed++;
     this.log.debug({ checkpoint: result }, 'checkpoint completed');
     if (this.onCompleted) await this.onCompleted(result);
+    for (const a of armed) a.done?.();
     return result;
   }
 

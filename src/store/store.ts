@@ -511,6 +511,50 @@ export class Store {
     return n;
   }
 
+  // ---------------------------------------------------------------- rebalance: demander (src/demander/)
+
+  /**
+   * Demander swap-in (DESIGN.md demander step 4): replaces the partition with the verified file
+   * `file`, which is moved into place, not copied. Logs partitionDestroy first, so that recovery
+   * never applies the old incarnation's WAL records to the new file and WAL history of the
+   * partition restarts here; drops the old state; restores the file with
+   * PageMemory.restorePartition (identity and every page checked); then checkpoints with a capture
+   * after the destroy record. A suspended index part stays suspended (the demander rebuilds it).
+   */
+  async swapInPartition(cacheId: number, partition: number, file: string): Promise<PartitionStore> {
+    this.checkOpen();
+    const k = pkey(cacheId, partition);
+    const suspended = [...this.indexesOf(cacheId).values()].filter((idx) => idx.isSuspended(partition));
+    await this.wal.append({ type: 'partitionDestroy', cacheId, partition });
+    const old = this.partitions.get(k);
+    if (old) await this.dropPartitionState(cacheId, partition, old);
+    await this.fl.mkdir(this.cacheDir(cacheId));
+    const ps = await this.pm.restorePartition(file, this.partitionPath(cacheId, partition), this.identity(cacheId, partition), 'full');
+    this.partitions.set(k, ps);
+    for (const idx of suspended) idx.suspend(partition);
+    await this.checkpointAfterNow('swap-in');
+    return ps;
+  }
+
+  /** Suspends every index of the cache for one partition (its part is dropped until rebuildIndexes). */
+  suspendIndexes(cacheId: number, partition: number): void {
+    for (const idx of this.indexesOf(cacheId).values()) idx.suspend(partition);
+  }
+
+  /**
+   * A checkpoint whose capture comes after this call. checkpoint() may join one that captured
+   * earlier; the demander needs its own changes (a swap, marked counters) on disk.
+   */
+  async checkpointAfterNow(reason: string): Promise<CheckpointResult> {
+    this.checkOpen();
+    let armed = false;
+    this.checkpointer.atNextCheckpointEnd(() => (armed = true), () => undefined);
+    for (;;) {
+      const r = await this.checkpoint(reason);
+      if (armed) return r;
+    }
+  }
+
   // ---------------------------------------------------------------- checkpoints and lifecycle
 
   /** Runs a checkpoint now (or joins the one running). */
@@ -523,17 +567,19 @@ export class Store {
    * Rebalance supplier (src/supplier/): runs a checkpoint and, synchronously at its end — the
    * partition's file then holds exactly `ps.committed()` and no page is written before the next
    * checkpoint — calls `arm(ps)` (which records committed() and registers its page-write
-   * listener); resolves with what `arm` returned. Registering the listener inside `arm` is as good
-   * as before the checkpoint: page writes before the arm belong to the snapshot's own checkpoint.
+   * listener); resolves with what `arm` returned once that checkpoint has completed. Registering
+   * the listener inside `arm` is as good as before the checkpoint: page writes before the arm
+   * belong to the snapshot's own checkpoint. When it rejects after `arm` ran, undo what arm did.
    */
   snapshotCheckpoint<T>(cacheId: number, partition: number, arm: (ps: PartitionStore) => T): Promise<T> {
     this.checkOpen();
     return new Promise<T>((resolve, reject) => {
+      let armed: T;
       this.checkpointer.atNextCheckpointEnd(() => {
         const ps = this.partitions.get(pkey(cacheId, partition));
         if (!ps) throw ptnError(ErrorCode.ERR_PARTITION_NOT_FOUND, `partition ${partition} of cache ${cacheId} is not on this node`);
-        resolve(arm(ps));
-      }, reject);
+        armed = arm(ps);
+      }, reject, () => resolve(armed));
       this.checkpointer.checkpoint('snapshot').catch(() => undefined); // a failure reaches `reject` above
     });
   }

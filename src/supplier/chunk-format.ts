@@ -20,6 +20,7 @@
  */
 import { createRequire } from 'node:module';
 import { ErrorCode, assert, ptnError } from '../errors.js';
+import { prepareFrame, type PreparedFrame } from '../net/frames.js';
 import { crc32 } from '../util/crc32.js';
 
 /** Bytes of the chunk header. */
@@ -60,6 +61,31 @@ export function writeChunkHeader(buf: Buffer, h: ChunkHeader): void {
   buf.writeUInt8(h.flags, 16);
   buf.writeUIntBE(0, 17, 3);
   buf.writeUInt32BE(h.crc >>> 0, 20);
+}
+
+/** LZ4 output scratch: compression is synchronous, so one per process is enough. */
+let lz4Scratch = Buffer.alloc(0);
+
+/**
+ * Finishes a chunk response whose raw bytes were read into `frame.body` after the header (so a raw
+ * chunk costs no copy): writes the header, or — with `useLz4` and when the LZ4 block is smaller —
+ * returns a new, smaller frame holding the block instead.
+ */
+export function encodeChunk(frame: PreparedFrame, offset: number, crc: number, useLz4: boolean): PreparedFrame {
+  const raw = frame.body.subarray(CHUNK_HEADER_BYTES);
+  if (useLz4 && raw.length > 1) {
+    if (lz4Scratch.length < raw.length) lz4Scratch = Buffer.allocUnsafe(raw.length);
+    // Output room below the raw length: LZ4 gives up (0) as soon as the block would not be smaller.
+    const n = lz4.encodeBlock(raw, lz4Scratch.subarray(0, raw.length - 1));
+    if (n > 0 && n < raw.length) {
+      const small = prepareFrame(CHUNK_HEADER_BYTES + n);
+      lz4Scratch.copy(small.body, CHUNK_HEADER_BYTES, 0, n);
+      writeChunkHeader(small.body, { offset, rawBytes: raw.length, encodedBytes: n, flags: ChunkFlag.LZ4, crc });
+      return small;
+    }
+  }
+  writeChunkHeader(frame.body, { offset, rawBytes: raw.length, encodedBytes: raw.length, flags: 0, crc });
+  return frame;
 }
 
 function corrupt(message: string, details: Record<string, unknown> = {}): never {

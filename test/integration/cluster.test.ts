@@ -93,13 +93,14 @@ test('bad handshakes and malformed frames are refused while the node keeps servi
   assert.notEqual(r1, 'ok');
   assert.equal((r1 as { reason: string }).reason, 'ERR_HANDSHAKE_AUTH');
   const wrongCluster = await RawPeer.connect(address);
-  const r2 = await wrongCluster.handshake({ ...id, secret: c.settings().secret, clusterId: 'another-cluster' });
+  const r2 = await wrongCluster.handshake({ ...id, secret: c.settings().secret, clusterId: c.settings().clusterId }, (hello) => ({ ...hello, clusterId: 'another-cluster' }));
   assert.equal((r2 as { reason: string }).reason, 'ERR_HANDSHAKE_CLUSTER');
   const garbage = await RawPeer.connect(address);
   garbage.send(Buffer.from('definitely not a frame'));
   assert.equal((await garbage.closed).reason, 'ERR_PROTOCOL_BAD_FRAME');
   const oversized = await RawPeer.connect(address);
-  oversized.send(craftFrame({ bodyBytes: 0x7fffffff }));
+  assert.equal(await oversized.handshake({ nodeId: 'probe', role: 'client', secret: c.settings().secret, clusterId: c.settings().clusterId }), 'ok');
+  oversized.send(craftFrame({ type: 4, method: 'put', bodyBytes: 0x7fffffff }));
   assert.equal((await oversized.closed).reason, 'ERR_PROTOCOL_FRAME_TOO_LARGE');
   const tcp = await RawTcp.connect(Number(address.split(':')[1]));
   tcp.socket.write(Buffer.from('\x00\x01\x02 junk junk junk\r\n\r\n'));

@@ -1,0 +1,131 @@
+/**
+ * Receives one snapshot into a temporary file over a dedicated connection (demander step 3).
+ *
+ * Flow: keep `window` chunk requests in flight (each carries `ackedBytes` = the verified offset,
+ * so the supplier keeps the pages above it as checkpoint images) → take the answers in file order →
+ * decode and verify each chunk (chunk.ts) → write it at its offset → advance the verified offset
+ * and the running CRC → every `persistEveryBytes` fsync the file and persist the offset (so a
+ * restart resumes from it) → at the end, check the trailer's whole-file CRC and length, fsync.
+ *
+ * Bounds: at most `window` chunks (≤ chunkBytes each) are held in memory; the next request is sent
+ * only when an answer was written, so the disk paces the network (socket → file write → next
+ * request). A chunk that fails verification is asked for again, at most `corruptRetries` times in
+ * a row, and never written: no corrupt byte lands in the file. A broken connection rejects the
+ * requests in flight; the caller resumes from `state.verifiedOffset` with a new connection.
+ */
+import { ErrorCode, fsError, isPtnError, ptnError } from '../errors.js';
+import type { Body } from '../net/connection.js';
+import type { FileLike } from '../util/file-layer.js';
+import { crc32 } from '../util/crc32.js';
+import { decodeChunk } from './chunk.js';
+import { Method, parseTrailer } from './protocol.js';
+
+/** The requests a receiver sends (a Connection fits; tests pass fakes). */
+export interface SupplierLink {
+  request(method: string, body: Body, opts?: { timeoutMs?: number }): Promise<Body>;
+  close(): Promise<void>;
+  readonly isOpen: boolean;
+}
+
+/** Where a transfer stands; updated in place as chunks are verified. */
+export interface ReceiveState {
+  transferId: string;
+  fileBytes: number;
+  chunkBytes: number;
+  verifiedOffset: number;
+  runningCrc: number;
+}
+
+export interface ReceiveOptions {
+  link: SupplierLink;
+  file: FileLike;
+  state: ReceiveState;
+  /** Chunk requests in flight. */
+  window: number;
+  /** fsync + persist the verified offset at least this often (bytes). */
+  persistEveryBytes: number;
+  persist: () => Promise<void>;
+  corruptRetries?: number;
+  signal?: AbortSignal;
+  /** After each verified chunk (progress; tests cut the connection here). */
+  onVerified?: (chunkBytes: number, state: ReceiveState) => void | Promise<void>;
+  /** A chunk failed verification and is asked for again. */
+  onCorrupt?: (err: unknown) => void;
+}
+
+const CORRUPT_RETRIES_DEFAULT = 3;
+const noop = () => {};
+
+/** Receives from `state.verifiedOffset` to the end, then checks the trailer. Resolves with the bytes verified by this call. */
+export async function receiveFile(o: ReceiveOptions): Promise<number> {
+  const s = o.state;
+  const inflight = new Map<number, Promise<Body>>();
+  let next = s.verifiedOffset;
+  let received = 0;
+  let sincePersist = 0;
+  let corruptInARow = 0;
+  const ask = (offset: number) => {
+    const p = o.link.request(Method.snapshotChunk, { transferId: s.transferId, offset, ackedBytes: s.verifiedOffset });
+    p.catch(noop); // awaited in order below; a broken link rejects them all at once
+    inflight.set(offset, p);
+  };
+  try {
+    while (s.verifiedOffset < s.fileBytes) {
+      if (o.signal?.aborted) throw ptnError(ErrorCode.ERR_REBALANCE_CANCELLED, 'transfer cancelled');
+      while (inflight.size < o.window && next < s.fileBytes) {
+        ask(next);
+        next += s.chunkBytes;
+      }
+      const at = s.verifiedOffset;
+      const body = await inflight.get(at)!;
+      inflight.delete(at);
+      let raw: Buffer;
+      try {
+        raw = decodeChunk(body, at, Math.min(s.chunkBytes, s.fileBytes - at)).raw;
+      } catch (err) {
+        if (!isPtnError(err, ErrorCode.ERR_TRANSFER_CORRUPT) || ++corruptInARow > (o.corruptRetries ?? CORRUPT_RETRIES_DEFAULT)) throw err;
+        o.onCorrupt?.(err);
+        ask(at);
+        continue;
+      }
+      corruptInARow = 0;
+      await writeAt(o.file, raw, at);
+      s.runningCrc = crc32(raw, s.runningCrc);
+      s.verifiedOffset = at + raw.length;
+      received += raw.length;
+      sincePersist += raw.length;
+      if (sincePersist >= o.persistEveryBytes && s.verifiedOffset < s.fileBytes) {
+        await syncFile(o.file);
+        await o.persist();
+        sincePersist = 0;
+      }
+      await o.onVerified?.(raw.length, s);
+    }
+    const trailer = parseTrailer(await o.link.request(Method.snapshotTrailer, { transferId: s.transferId }));
+    if (trailer.fileBytes !== s.fileBytes || trailer.fileCrc !== s.runningCrc) {
+      throw ptnError(ErrorCode.ERR_TRANSFER_CORRUPT, `whole-file check failed: ${s.fileBytes} bytes with CRC ${s.runningCrc}, trailer says ${trailer.fileBytes} bytes with CRC ${trailer.fileCrc}`, {
+        details: { wholeFile: true, fileBytes: s.fileBytes, crc: s.runningCrc, trailer },
+      });
+    }
+    await syncFile(o.file);
+    return received;
+  } finally {
+    inflight.clear();
+  }
+}
+
+async function writeAt(file: FileLike, raw: Buffer, offset: number): Promise<void> {
+  try {
+    await file.write(raw, 0, raw.length, offset);
+  } catch (err) {
+    throw fsError(err, `writing ${file.path}`);
+  }
+}
+
+async function syncFile(file: FileLike): Promise<void> {
+  try {
+    await file.sync();
+  } catch (err) {
+    throw fsError(err, `fsync ${file.path}`);
+  }
+}

@@ -3,14 +3,11 @@
  * from an OWNING copy in key-ordered batches. It is the fallback for small partitions and the
  * baseline that file rebalancing is measured against.
  *
- * Demander side, per partition (a task):
- *   queued → waiting for the topology that made the copy MOVING to be ready → running: choose a
- *   supplier among the OWNING copies (spread by partition number; another one after a failure) →
- *   pull batches (`scanBatch`, at most fullBatchBytesMax each, throttled by throttleBytesPerSec)
- *   and apply them with apply-if-newer (updates replicated meanwhile win when newer) → merge the
- *   supplier's counter state taken when the scan started → checkpoint → tell the coordinator the
- *   copy is OWNING. At most receiveSlots tasks run at once. A task is cancelled when its copy
- *   leaves the topology or its cache is dropped.
+ * Demander side: one path of the demander's task runner (src/demander/, phase FILLING), which
+ * decides when it runs, on which supplier, and what comes after (index rebuild, temp-WAL replay,
+ * missing counters, OWNING). `pull()` here pulls batches (`scanBatch`, at most fullBatchBytesMax
+ * each, throttled by throttleBytesPerSec) and applies them with apply-if-newer, and returns the
+ * supplier's counter state taken when the scan started (the caller marks it applied).
  *
  * Supplier side: `scanBatch` returns the next entries after a key, tombstones included (as
  * removes), plus, on the first batch, the partition's counter state (lwm and applied ranges).
@@ -21,25 +18,7 @@ import { ErrorCode, ptnError } from '../errors.js';
 import type { Update } from '../store/store.js';
 import type { Body } from '../net/connection.js';
 import { decodeUpdateBatch, encodeUpdateBatch, updateSize } from './update-codec.js';
-import type { Topology } from './topology.js';
 import type { ClusterNode } from './node.js';
-
-export type FullTaskState = 'queued' | 'running' | 'done' | 'cancelled' | 'failed';
-
-export interface FullTask {
-  cache: string;
-  partition: number;
-  sinceVersion: number;
-  state: FullTaskState;
-  supplier?: string;
-  bytes: number;
-  entries: number;
-  restarts: number;
-  startedAt?: number;
-  finishedAt?: number;
-  error?: string;
-  abort: AbortController;
-}
 
 interface CounterSnapshot {
   lwm: number;
@@ -48,22 +27,14 @@ interface CounterSnapshot {
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
-    if (signal?.aborted) return resolve();
-    const onAbort = () => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
       clearTimeout(t);
       resolve();
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    }, { once: true });
   });
 
 export class FullRebalancer {
-  private readonly tasks = new Map<string, FullTask>();
-  private running = 0;
-  private closed = false;
   /** Bytes received by this path since start (metrics). */
   bytesReceived = 0;
   bytesSent = 0;
@@ -73,127 +44,41 @@ export class FullRebalancer {
     node.handlers.set('scanBatch', (body) => this.serveBatch(body as { cacheId: number; partition: number; afterKey?: string; maxBytes: number }));
   }
 
-  private key(cache: string, p: number): string {
-    return `${cache}/${p}`;
+  /** Rebalance tasks for status: the demander's (kept here so existing callers keep working). */
+  list(): unknown[] {
+    return this.node.demander?.list() ?? [];
   }
 
-  /** Queues a task for a copy that just became MOVING under `sinceVersion`. */
-  enqueue(cache: string, partition: number, sinceVersion: number): void {
-    const k = this.key(cache, partition);
-    this.tasks.get(k)?.abort.abort();
-    this.tasks.set(k, { cache, partition, sinceVersion, state: 'queued', bytes: 0, entries: 0, restarts: 0, abort: new AbortController() });
-    this.pump();
-  }
-
-  cancel(cache: string, partition: number): void {
-    const task = this.tasks.get(this.key(cache, partition));
-    if (task && (task.state === 'queued' || task.state === 'running')) {
-      task.abort.abort();
-      task.state = 'cancelled';
-      this.node.log.info({ cache, partition }, 'full rebalance cancelled');
-    }
-  }
-
-  cancelCache(cache: string): void {
-    for (const t of this.tasks.values()) if (t.cache === cache) this.cancel(t.cache, t.partition);
-  }
-
-  /** Forgets finished tasks whose copy is no longer MOVING, and starts queued ones. */
-  onTopology(t: Topology): void {
-    for (const [k, task] of this.tasks) {
-      const state = t.partitions[task.cache]?.[task.partition]?.copies[this.node.selfId];
-      if (task.state !== 'queued' && task.state !== 'running' && state !== 'MOVING') this.tasks.delete(k);
-    }
-    this.pump();
-  }
-
-  /** Tasks for status. */
-  list(): Array<Omit<FullTask, 'abort'>> {
-    return [...this.tasks.values()].map(({ abort: _abort, ...rest }) => rest);
-  }
-
-  private pump(): void {
-    if (this.closed) return;
-    for (const task of this.tasks.values()) {
-      if (this.running >= this.node.config.rebalance.receiveSlots) return;
-      if (task.state !== 'queued') continue;
-      task.state = 'running';
-      this.running++;
-      this.run(task)
-        .catch((err) => {
-          if (task.state === 'running') {
-            task.state = 'failed';
-            task.error = String((err as Error)?.message ?? err);
-            this.node.log.error({ err, cache: task.cache, partition: task.partition }, 'full rebalance failed');
-          }
-        })
-        .finally(() => {
-          this.running--;
-          this.pump();
-        });
-    }
-  }
-
-  private async run(task: FullTask): Promise<void> {
-    const signal = task.abort.signal;
-    await this.node.waitFor(task.sinceVersion, true, 3_600_000);
-    task.startedAt = Date.now();
-    for (let attempt = 0; !signal.aborted; attempt++) {
-      const t = this.node.topology();
-      const pc = t.partitions[task.cache]?.[task.partition];
-      if (!pc || pc.copies[this.node.selfId] !== 'MOVING') return; // no longer ours to fill
-      const owners = Object.keys(pc.copies).filter((n) => pc.copies[n] === 'OWNING' && n !== this.node.selfId).sort();
-      if (owners.length === 0) {
-        await sleep(200, signal);
-        continue;
-      }
-      const supplier = owners[(task.partition + attempt) % owners.length]!;
-      task.supplier = supplier;
-      try {
-        await this.pull(task, supplier, signal);
-        if (signal.aborted) return;
-        await this.node.store.checkpoint('rebalance');
-        await this.node.toCoordinator('partitionOwning', { cache: task.cache, partition: task.partition, nodeId: this.node.selfId });
-        task.state = 'done';
-        task.finishedAt = Date.now();
-        this.node.log.info({ cache: task.cache, partition: task.partition, supplier, entries: task.entries, bytes: task.bytes }, 'full rebalance done');
-        return;
-      } catch (err) {
-        if (signal.aborted) return;
-        task.restarts++;
-        this.node.log.warn({ err, cache: task.cache, partition: task.partition, supplier }, 'full rebalance attempt failed; retrying');
-        await sleep(Math.min(100 * 2 ** Math.min(attempt, 5), 2000), signal);
-      }
-    }
-  }
-
-  private async pull(task: FullTask, supplier: string, signal: AbortSignal): Promise<void> {
-    const def = this.node.store.cache(task.cache);
+  /**
+   * Demander, full path: pulls every entry of the partition from `supplier` and applies it
+   * (apply-if-newer). Returns the supplier's counter state at the start of its scan (undefined
+   * when cancelled or when the supplier has no such partition).
+   */
+  async pull(supplier: string, cacheId: number, partition: number, signal: AbortSignal, onBatch?: (bytes: number, entries: number) => void): Promise<{ counter?: CounterSnapshot }> {
     let afterKey: string | undefined;
     let counter: CounterSnapshot | undefined;
     for (;;) {
-      if (signal.aborted) return;
+      if (signal.aborted) return {};
       const res = (await this.node.peers.request(supplier, 'scanBatch', {
-        cacheId: def.cacheId,
-        partition: task.partition,
+        cacheId,
+        partition,
         afterKey,
         maxBytes: this.node.config.rebalance.fullBatchBytesMax,
       })) as Buffer;
       const { head, updates } = decodeBatchResponse(res);
       counter ??= head.counter;
       for (const u of updates) {
-        if (signal.aborted) return;
-        if (u.cacheId !== def.cacheId || u.partition !== task.partition) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'scanBatch returned a foreign entry');
+        if (signal.aborted) return {};
+        if (u.cacheId !== cacheId || u.partition !== partition) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'scanBatch returned a foreign entry');
         await this.node.store.apply(u);
       }
-      task.entries += updates.length;
-      task.bytes += res.length;
       this.bytesReceived += res.length;
+      onBatch?.(res.length, updates.length);
       await this.throttle(res.length, signal);
       if (head.done) break;
       afterKey = head.lastKey;
     }
-    if (counter) await this.node.store.markCountersApplied(def.cacheId, task.partition, counter.lwm, counter.gaps);
+    return { counter };
   }
 
   private async throttle(bytes: number, signal: AbortSignal): Promise<void> {
@@ -241,10 +126,7 @@ export class FullRebalancer {
     return out;
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const t of this.tasks.values()) t.abort.abort();
-  }
+  async close(): Promise<void> {}
 }
 
 function encodeBatchResponse(head: { done: boolean; lastKey?: string; counter?: CounterSnapshot }, updates: Update[]): Buffer {

@@ -4,15 +4,16 @@
  * Role: wires the local store to the cluster. It joins through its seeds, follows the topology
  * the coordinator publishes (and becomes the coordinator when it is the oldest live node), routes
  * client requests to the right node, replicates writes (write-path.ts), fills MOVING copies
- * (full-rebalance.ts) and deletes RENTING ones.
+ * (src/demander/) and deletes RENTING ones.
  *
  * Lifecycle: starting → running → stopping → stopped. `startNode` resolves once the node has
  * joined (or formed) a cluster; `close()` is idempotent and releases every socket, timer and file.
  *
  * Local reaction to a new topology (applyTopology, serialized, in version order):
  *   new cache → created locally; dropped cache → its rebalances cancelled, files removed;
- *   copy newly MOVING → stale local data destroyed, an empty partition created, a rebalance task
- *   queued (it starts once that topology is ready); copy RENTING → deleted, coordinator told;
+ *   copy newly MOVING → local data kept (the historical path may use it), the demander's task
+ *   queued and its temporary WAL opened (it starts once that topology is ready); copy RENTING →
+ *   deleted, coordinator told;
  *   copy gone (MOVING cancelled, or evicted) → local data deleted;
  *   then every primary write started under an older version is awaited, and the node acks.
  */
@@ -29,6 +30,8 @@ import { EmbeddedMetadataStore, type MetadataStore } from './metadata-store.js';
 import { type Topology, type TopologyNode, initialTopology } from './topology.js';
 import { WritePath } from './write-path.js';
 import { FullRebalancer } from './full-rebalance.js';
+import { DemanderManager } from '../demander/manager.js';
+import { clusterNodeHost } from '../demander/host.js';
 import { registerClientApi } from './client-api.js';
 import { registerSupplierApi, type Supplier } from '../supplier/supplier.js';
 import { AdminHttp } from './admin-http.js';
@@ -53,6 +56,8 @@ export class ClusterNode extends EventEmitter {
   metrics!: NodeMetrics;
   writes!: WritePath;
   rebalancer!: FullRebalancer;
+  /** Receives the partitions MOVING to this node (src/demander/). */
+  demander!: DemanderManager;
   /** Serves partition snapshots and WAL history to demanders (src/supplier/). */
   supplier: Supplier | undefined;
   coordinator: Coordinator | undefined;
@@ -156,6 +161,9 @@ export class ClusterNode extends EventEmitter {
     this.peers = new PeerPool(identity, config.net, this.handlers, this.log.child({ part: 'peers' }), (id) => this.topo?.nodes.find((n) => n.id === id)?.address);
     this.writes = new WritePath(this);
     this.rebalancer = new FullRebalancer(this);
+    // Demander: resumes or removes what a crashed transfer left before the first topology arrives.
+    this.demander = new DemanderManager(clusterNodeHost(this));
+    await this.demander.open();
     this.registerPeerApi();
     registerClientApi(this);
     this.supplier = registerSupplierApi(this); // file rebalance, supplier side (docs/rebalance-protocol.md)
@@ -250,7 +258,7 @@ export class ClusterNode extends EventEmitter {
     }
     this.wakeWaiters();
     if (this.pendingReady >= t.version) this.markReady(t.version);
-    this.rebalancer.onTopology(t);
+    await this.demander.onTopology(t);
     this.emit('topology', t);
     await this.writes.drainBefore(t.version);
     if (t.coordinator !== this.selfId) void this.peers.notify(t.coordinator, 'topologyAck', { nodeId: this.selfId, version: t.version });
@@ -261,7 +269,7 @@ export class ClusterNode extends EventEmitter {
     for (const def of this.store.caches()) {
       const wanted = t.caches.find((c) => c.name === def.name);
       if (!names.has(def.name) || wanted?.cacheId !== def.cacheId) {
-        this.rebalancer.cancelCache(def.name);
+        await this.demander.cancelCache(def.cacheId);
         await this.store.dropCache(def.name);
         this.log.info({ cache: def.name }, 'cache dropped');
       }
@@ -282,17 +290,20 @@ export class ClusterNode extends EventEmitter {
         const before = prev.partitions[def.name]?.[p]?.copies[this.selfId];
         const have = this.store.hasPartition(def.cacheId, p);
         if (state === 'MOVING' && before !== 'MOVING') {
-          if (have) await this.store.destroyPartition(def.cacheId, p);
+          // Local data is kept: the demander may catch it up from WAL history (historical path).
+          // From here on its replicated updates go to the partition's temporary WAL.
           await this.store.ensurePartition(def.cacheId, p);
-          this.rebalancer.enqueue(def.name, p, t.version);
+          await this.demander.onMoving(def, p, t.version);
         } else if (state === 'OWNING') {
+          // OWNING without our report (every other copy was lost): keep what was logged.
+          if (this.demander.isReceiving(def.cacheId, p)) await this.demander.cancel(def.cacheId, p, 'copy became OWNING', { applyLogged: true });
           if (!have) await this.store.ensurePartition(def.cacheId, p);
         } else if (state === 'RENTING') {
-          this.rebalancer.cancel(def.name, p);
+          await this.demander.cancel(def.cacheId, p, 'copy is RENTING');
           if (have) await this.store.destroyPartition(def.cacheId, p);
           void this.reportEvicted(def.name, p);
         } else if (state === undefined) {
-          this.rebalancer.cancel(def.name, p);
+          await this.demander.cancel(def.cacheId, p, 'copy left the topology');
           if (have) await this.store.destroyPartition(def.cacheId, p);
         }
       }
@@ -423,6 +434,7 @@ export class ClusterNode extends EventEmitter {
     for (const w of this.versionWaiters.splice(0)) w.resolve();
     this.coordinator?.close();
     await this.rebalancer?.close();
+    await this.demander?.close();
     await this.supplier?.close(); // releases every snapshot (delta files, WAL reservations) before the store closes
     await this.writes?.close();
     await this.admin?.close();

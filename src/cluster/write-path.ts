@@ -42,7 +42,7 @@ export class WritePath {
   private drainWaiters: Array<{ version: number; resolve: () => void }> = [];
   private closed = false;
   /** Counters for metrics and status. */
-  readonly counts = { primaryWrites: 0, forwarded: 0, replicated: 0, replicaApplied: 0, retries: 0 };
+  readonly counts = { primaryWrites: 0, forwarded: 0, replicated: 0, replicaApplied: 0, replicaLogged: 0, retries: 0 };
 
   constructor(private readonly node: ClusterNode) {}
 
@@ -182,6 +182,12 @@ export class WritePath {
     const state = t.partitions[def.name]?.[u.partition]?.copies[this.node.selfId];
     if (state !== 'OWNING' && state !== 'MOVING') {
       throw ptnError(ErrorCode.ERR_PARTITION_NOT_OWNED, `no copy of ${def.name}/${u.partition} here (topology ${t.version})`);
+    }
+    // Demander: while the copy is MOVING its updates go to the partition's temporary WAL (the ack
+    // follows the append) until the replay switches it to direct apply; a short fence may hold them.
+    if (state === 'MOVING' && (await this.node.demander.offer(u, payload.subarray(4)))) {
+      this.counts.replicaLogged++;
+      return null;
     }
     await this.node.store.apply(u);
     this.counts.replicaApplied++;

@@ -3,7 +3,7 @@
  *
  * Flow: keep `window` chunk requests in flight (each carries `ackedBytes` = the verified offset,
  * so the supplier keeps the pages above it as checkpoint images) → take the answers in file order →
- * decode and verify each chunk (chunk.ts) → write it at its offset → advance the verified offset
+ * decode and verify each chunk (verifyChunk) → write it at its offset → advance the verified offset
  * and the running CRC → every `persistEveryBytes` fsync the file and persist the offset (so a
  * restart resumes from it) → at the end, check the trailer's whole-file CRC and length, fsync.
  *
@@ -17,7 +17,7 @@ import { ErrorCode, fsError, isPtnError, ptnError } from '../errors.js';
 import type { Body } from '../net/connection.js';
 import type { FileLike } from '../util/file-layer.js';
 import { crc32 } from '../util/crc32.js';
-import { decodeChunk } from './chunk.js';
+import { decodeChunk } from '../supplier/chunk-format.js';
 import { Method, parseTrailer } from './protocol.js';
 
 /** The requests a receiver sends (a Connection fits; tests pass fakes). */
@@ -81,7 +81,7 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
       inflight.delete(at);
       let raw: Buffer;
       try {
-        raw = decodeChunk(body, at, Math.min(s.chunkBytes, s.fileBytes - at)).raw;
+        raw = verifyChunk(body, at, Math.min(s.chunkBytes, s.fileBytes - at));
       } catch (err) {
         if (!isPtnError(err, ErrorCode.ERR_TRANSFER_CORRUPT) || ++corruptInARow > (o.corruptRetries ?? CORRUPT_RETRIES_DEFAULT)) throw err;
         o.onCorrupt?.(err);
@@ -112,6 +112,22 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
   } finally {
     inflight.clear();
   }
+}
+
+/**
+ * Decodes a chunk (src/supplier/chunk-format.ts: header, LZ4, CRC of the raw bytes) and checks it
+ * answers the request: its offset and exactly the raw length the request covers.
+ * ERR_TRANSFER_CORRUPT otherwise.
+ */
+export function verifyChunk(body: Body, offset: number, rawBytes: number): Buffer {
+  if (!Buffer.isBuffer(body)) throw ptnError(ErrorCode.ERR_TRANSFER_CORRUPT, `chunk at ${offset}: not a binary body`, { details: { offset } });
+  const { header, raw } = decodeChunk(body);
+  if (header.offset !== offset || header.rawBytes !== rawBytes) {
+    throw ptnError(ErrorCode.ERR_TRANSFER_CORRUPT, `chunk for offset ${offset} (${rawBytes} bytes) holds offset ${header.offset} (${header.rawBytes} bytes)`, {
+      details: { offset, rawBytes, got: { offset: header.offset, rawBytes: header.rawBytes } },
+    });
+  }
+  return raw;
 }
 
 async function writeAt(file: FileLike, raw: Buffer, offset: number): Promise<void> {

@@ -10,7 +10,8 @@
 import { ErrorCode, ptnError } from '../errors.js';
 import type { Update } from '../store/store.js';
 import type { SupplierLink } from './file-receiver.js';
-import { decodeHistoryBatch, Method } from './protocol.js';
+import { decodeHistoryBatch } from '../supplier/history-batch.js';
+import { Method } from './protocol.js';
 import type { Range } from './missing.js';
 
 export interface HistoryFetchOptions {
@@ -25,9 +26,6 @@ export interface HistoryFetchOptions {
   onBatch?: (bytes: number, updates: number) => void;
 }
 
-/** Batches a peer may claim in one response. */
-const BATCH_UPDATES_MAX = 1_000_000;
-
 /** Fetches and applies every range; resolves with the number of updates received. */
 export async function fetchHistory(o: HistoryFetchOptions): Promise<number> {
   let total = 0;
@@ -36,7 +34,9 @@ export async function fetchHistory(o: HistoryFetchOptions): Promise<number> {
     for (;;) {
       if (o.signal?.aborted) throw ptnError(ErrorCode.ERR_REBALANCE_CANCELLED, 'historical catch-up cancelled');
       const body = await o.link.request(Method.historyBatch, { cacheId: o.cacheId, partition: o.partition, fromExclusive, toInclusive: to, maxBytes: o.maxBytes });
-      const batch = decodeHistoryBatch(body, BATCH_UPDATES_MAX);
+      if (!Buffer.isBuffer(body)) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'historyBatch: not a binary response');
+      const { head, updates } = decodeHistoryBatch(body);
+      const batch = { done: head.done, lastCounter: head.lastCounter, updates };
       for (const u of batch.updates) {
         if (u.cacheId !== o.cacheId || u.partition !== o.partition || u.counter <= fromExclusive || u.counter > to) {
           throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, `historyBatch returned counter ${u.counter} of ${u.cacheId}/${u.partition}, asked for (${fromExclusive}, ${to}] of ${o.cacheId}/${o.partition}`);
@@ -44,7 +44,7 @@ export async function fetchHistory(o: HistoryFetchOptions): Promise<number> {
       }
       await o.apply(batch.updates);
       total += batch.updates.length;
-      o.onBatch?.(Buffer.isBuffer(body) ? body.length : 0, batch.updates.length);
+      o.onBatch?.(body.length, batch.updates.length);
       if (batch.done) break;
       if (!(batch.lastCounter > fromExclusive) || batch.lastCounter > to) {
         throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, `historyBatch made no progress: lastCounter ${batch.lastCounter} after ${fromExclusive} (to ${to})`);

@@ -2,21 +2,11 @@
  * The demander's view of the rebalance protocol (docs/rebalance-protocol.md): the shape of every
  * response it reads, checked before use, so a supplier that answers nonsense gets a coded error
  * (ERR_PROTOCOL_BAD_FRAME) instead of a crash or a wrong file.
- *
- * `historyBatch` response layout (binary, big-endian):
- *
- * | offset   | size | field                                         |
- * |----------|------|-----------------------------------------------|
- * | 0        | 4    | JSON length J (u32)                           |
- * | 4        | J    | JSON `{done: boolean, lastCounter: number}`   |
- * | 4 + J    | …    | update batch (update-codec.ts: count + updates)|
- *
- * `lastCounter` is where the next request continues (its `fromExclusive`) when `done` is false.
+ * The binary formats (chunks, history batches) are the supplier's files, one per format:
+ * src/supplier/chunk-format.ts and src/supplier/history-batch.ts.
  */
 import { ErrorCode, ptnError } from '../errors.js';
 import type { Body } from '../net/connection.js';
-import type { Update } from '../store/store.js';
-import { decodeUpdateBatch, encodeUpdateBatch } from '../cluster/update-codec.js';
 import type { CounterState } from './task-state.js';
 
 /** Request and response method names. */
@@ -119,28 +109,4 @@ export function parseTrailer(b: Body): SnapshotTrailer {
     bad(Method.snapshotTrailer, b);
   }
   return { fileBytes: b.fileBytes as number, fileCrc: b.fileCrc as number };
-}
-
-/** Decodes a `historyBatch` response (layout at the top). */
-export function decodeHistoryBatch(b: Body, countMax: number): { done: boolean; lastCounter: number; updates: Update[] } {
-  if (!Buffer.isBuffer(b) || b.length < 4) bad(Method.historyBatch, b);
-  const buf = b as Buffer;
-  const n = buf.readUInt32BE(0);
-  if (4 + n > buf.length) bad(Method.historyBatch, b);
-  let head: unknown;
-  try {
-    head = JSON.parse(buf.toString('utf8', 4, 4 + n));
-  } catch {
-    bad(Method.historyBatch, b);
-  }
-  if (!isObject(head) || typeof head.done !== 'boolean' || !isCount(head.lastCounter)) bad(Method.historyBatch, b);
-  return { done: head.done as boolean, lastCounter: head.lastCounter as number, updates: decodeUpdateBatch(buf.subarray(4 + n), countMax) };
-}
-
-/** Encodes a `historyBatch` response (the supplier's side of the layout; tests and fakes use it). */
-export function encodeHistoryBatch(head: { done: boolean; lastCounter: number }, updates: readonly Update[]): Buffer {
-  const json = Buffer.from(JSON.stringify(head));
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(json.length, 0);
-  return Buffer.concat([len, json, encodeUpdateBatch(updates)]);
 }

@@ -109,3 +109,24 @@ test('bad handshakes and malformed frames are refused while the node keeps servi
   await conn.request('put', { cache: 'default', key: 'still', value: 'serving' });
   assert.deepEqual(((await conn.request('get', { cache: 'default', key: 'still' })) as { value: unknown }).value, 'serving');
 });
+
+test('when the coordinator is SIGKILLed the next-oldest node takes over and writes go on', async () => {
+  const c = await cluster(3);
+  const conn = await c.client('node-2');
+  await conn.request('cacheCreate', { name: 'default', partitions: 8, backups: 1 });
+  for (let i = 0; i < 100; i++) await conn.request('put', { cache: 'default', key: `k${i}`, value: i });
+  assert.equal((await status(conn)).coordinator, 'node-1');
+  await c.stop('node-1', { kill: true, wait: false });
+  const s = await waitRebalanced(conn, 2);
+  assert.equal(s.coordinator, 'node-2');
+  for (let i = 100; i < 150; i++) await conn.request('put', { cache: 'default', key: `k${i}`, value: i });
+  for (let i = 0; i < 150; i += 7) assert.equal(((await conn.request('get', { cache: 'default', key: `k${i}` })) as { value: unknown }).value, i);
+  const admin = c.nodes().find((n) => n.id === 'node-2')!.adminAddress;
+  const metrics = await (await fetch(`http://${admin}/metrics`)).text();
+  assert.match(metrics, /ptn_topology_version\{node="node-2"\} \d+/);
+  assert.match(metrics, /ptn_cluster_rebalanced\{node="node-2"\} 1/);
+  const health = await fetch(`http://${admin}/healthz`);
+  assert.equal(health.status, 200);
+  const st = (await (await fetch(`http://${admin}/status`)).json()) as { coordinator: string; rebalanced: boolean };
+  assert.equal(st.coordinator, 'node-2');
+});

@@ -3,8 +3,11 @@
 // the file holds exactly the committed state; resolved once that checkpoint completed.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { ErrorCode } from '../../../src/errors.js';
+import { decodeMetaPage } from '../../../src/pagememory/meta-page.js';
+import { UpdateCounter } from '../../../src/pagememory/update-counter.js';
 import { CACHE_ID, makeFixture } from './helpers.js';
 
 async function put(f: Awaited<ReturnType<typeof makeFixture>>, key: string, partition = 0): Promise<number> {
@@ -16,6 +19,7 @@ async function put(f: Awaited<ReturnType<typeof makeFixture>>, key: string, part
 test('a snapshot requested while a checkpoint runs is armed by the next one, which sees later writes', async (t) => {
   const f = await makeFixture(t);
   for (let i = 0; i < 200; i++) await put(f, `a${i}`);
+  const before = f.store.stats().checkpoints;
   const running = f.store.checkpoint('running');
   const armedAt: number[] = [];
   const snap = f.store.snapshotCheckpoint(CACHE_ID, 0, (ps) => {
@@ -25,10 +29,10 @@ test('a snapshot requested while a checkpoint runs is armed by the next one, whi
   const last = await put(f, 'late');
   const first = await running;
   const committed = await snap;
-  assert.equal(armedAt.length, 1);
-  assert.ok(armedAt[0]! >= 1, 'armed after the running checkpoint completed');
-  assert.ok(committed.checkpointId > first.checkpointId || committed.counterHwm === last);
+  assert.deepEqual(armedAt, [before + 1], 'armed by the checkpoint after the running one');
+  assert.ok(committed.checkpointId > first.checkpointId);
   assert.equal(committed.counterHwm, last, 'the write made after the request is in the armed state');
+  assert.ok(f.store.stats().checkpoints >= before + 2, 'resolved once that checkpoint completed');
 });
 
 test('at the arm the file on disk is exactly the committed state', async (t) => {
@@ -36,10 +40,15 @@ test('at the arm the file on disk is exactly the committed state', async (t) => 
   for (let i = 0; i < 300; i++) await put(f, `k${i}`);
   const file = f.store.partitionPath(CACHE_ID, 0);
   const { committed, image } = await f.store.snapshotCheckpoint(CACHE_ID, 0, (ps) => {
-    // Synchronous read on purpose: nothing may run between the checkpoint end and the arm.
-    return { committed: ps.committed(), image: readFileNow(file) };
+    // A synchronous read on purpose: it sees the file exactly at the arm.
+    return { committed: ps.committed(), image: readFileSync(file) };
   });
   assert.equal(image.length, committed.fileBytes);
+  const meta = decodeMetaPage(image.subarray(0, 4096), f.config.storage.counterGapsMax);
+  assert.equal(meta.pageCount * meta.pageSize, committed.fileBytes);
+  assert.equal(meta.checkpointId, committed.checkpointId);
+  assert.equal(UpdateCounter.decode(meta.counterState, f.config.storage.counterGapsMax).hwm, committed.counterHwm);
+  assert.equal(committed.counterHwm, 300);
   for (let i = 300; i < 600; i++) await put(f, `k${i}`);
   await f.store.checkpoint('later');
   assert.notDeepEqual(await fs.readFile(file), image, 'later checkpoints change the file (the delta keeps the old pages)');
@@ -52,10 +61,3 @@ test('a snapshot of a partition that is not open is ERR_PARTITION_NOT_FOUND', as
   // The checkpointer is fine afterwards.
   assert.equal(await f.store.snapshotCheckpoint(CACHE_ID, 0, () => 'armed'), 'armed');
 });
-
-function readFileNow(p: string): Buffer {
-  // eslint-disable-next-line no-restricted-syntax -- a synchronous read is the point of this check
-  return readFileSyncImpl(p);
-}
-
-import { readFileSync as readFileSyncImpl } from 'node:fs';

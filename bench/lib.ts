@@ -45,3 +45,85 @@ export async function writeResults(file: string, data: unknown): Promise<void> {
   await fs.writeFile(file, `${JSON.stringify(data, null, 2)}\n`);
   console.log(`results written to ${file}`);
 }
+
+/** Copies `files` into `destDir` (read, write, fsync each) and returns MB/s (MiB/s) of the whole copy. */
+export async function rawFsyncCopyMBps(files: string[], destDir: string): Promise<number> {
+  await fs.mkdir(destDir, { recursive: true });
+  const buf = Buffer.allocUnsafe(MiB);
+  let bytes = 0;
+  const t0 = performance.now();
+  for (const f of files) {
+    const src = await fs.open(f, 'r');
+    const dst = await fs.open(path.join(destDir, path.basename(f)), 'w');
+    try {
+      for (let pos = 0; ; ) {
+        const { bytesRead } = await src.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        await dst.write(buf, 0, bytesRead, pos);
+        pos += bytesRead;
+        bytes += bytesRead;
+      }
+      await dst.sync();
+    } finally {
+      await src.close();
+      await dst.close();
+    }
+  }
+  const secs = (performance.now() - t0) / 1000;
+  await fs.rm(destDir, { recursive: true, force: true });
+  return bytes / MiB / secs;
+}
+
+const RECEIVER = `
+const net = require('node:net');
+let bytes = 0;
+const server = net.createServer((s) => { s.on('data', (d) => { bytes += d.length; }); s.on('end', () => { process.stdout.write('done ' + bytes + '\\n'); server.close(); }); });
+server.listen(0, '127.0.0.1', () => process.stdout.write('port ' + server.address().port + '\\n'));
+`;
+const SENDER = `
+const net = require('node:net');
+const fs = require('node:fs');
+const [port, ...files] = process.argv.slice(1);
+const sock = net.connect(Number(port), '127.0.0.1', async () => {
+  for (const f of files) {
+    await new Promise((resolve, reject) => { const r = fs.createReadStream(f, { highWaterMark: 1 << 20 }); r.on('end', resolve); r.on('error', reject); r.pipe(sock, { end: false }); });
+  }
+  sock.end();
+});
+`;
+
+/** Streams `files` from one process to another over loopback TCP (the receiver discards); returns MB/s (MiB/s). */
+export async function rawSocketPipeMBps(files: string[]): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const receiver = spawn(process.execPath, ['-e', RECEIVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const lines: string[] = [];
+    let waiter: (() => void) | undefined;
+    let buf = '';
+    receiver.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        waiter?.();
+      }
+    });
+    const next = async (prefix: string): Promise<string> => {
+      for (;;) {
+        const i = lines.findIndex((l) => l.startsWith(prefix));
+        if (i >= 0) return lines.splice(i, 1)[0]!.slice(prefix.length);
+        await new Promise<void>((r) => (waiter = r));
+      }
+    };
+    const port = await next('port ');
+    const t0 = performance.now();
+    const sender = spawn(process.execPath, ['-e', SENDER, port, ...files], { stdio: 'inherit' });
+    const bytes = Number(await next('done '));
+    const secs = (performance.now() - t0) / 1000;
+    sender.kill();
+    return bytes / MiB / secs;
+  } finally {
+    receiver.kill();
+  }
+}

@@ -41,6 +41,8 @@ const RUNTIME_SETTINGS: Record<string, (v: unknown) => boolean> = {
   'rebalance.receiveSlots': (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 256,
   'rebalance.sendSlots': (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 256,
   'rebalance.fullBatchBytesMax': (v) => Number.isInteger(v) && (v as number) >= 1024 && (v as number) <= 67108864,
+  'rebalance.compression': (v) => v === 'none' || v === 'lz4',
+  'rebalance.chunkWindow': (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 64,
 };
 
 export function registerClientApi(node: ClusterNode): void {
@@ -157,6 +159,11 @@ export function registerClientApi(node: ClusterNode): void {
 
   h.set('localStatus', () => ({ nodeId: node.selfId, tasks: node.rebalancer.list(), store: node.store.stats().wal }));
   h.set('status', async () => buildStatus(node, await gather('localStatus', {})));
+
+  h.set('checkpoint', async () => {
+    const r = await node.store.checkpoint('request');
+    return { checkpointId: r.checkpointId, pages: r.pages, bytes: r.bytes, durationMs: r.durationMs };
+  });
 
   h.set('configSet', (body) => {
     const b = obj(body);

@@ -6,7 +6,7 @@
  * SIGTERM or SIGINT closes it cleanly and exits 0. A second signal while closing exits at once
  * (code 1). A crash after start (uncaught exception) is logged as one fatal line, exit 1.
  */
-import { loadConfigFile } from '../config.js';
+import { checkTestFaultsAllowed, loadConfigFile } from '../config.js';
 import { createLogger, type Logger } from '../util/log.js';
 
 type Flushable = { flush?: (cb?: (err?: Error) => void) => void };
@@ -26,6 +26,7 @@ function flushLog(log: Logger): Promise<void> {
 /** Runs the node until a signal stops it; resolves the exit code. */
 export async function nodeStart(configPath: string): Promise<number> {
   const config = loadConfigFile(configPath);
+  checkTestFaultsAllowed(config, configPath); // TEST ONLY guard: testFaults.enabled is refused unless PTN_ENABLE_TEST_FAULTS=1
   // Loaded only after the config passed: a bad config is reported without loading the node.
   const { startNode } = await import('../cluster/node.js');
   const log = createLogger({ level: config.logLevel, name: config.nodeId });

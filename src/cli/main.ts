@@ -49,7 +49,7 @@ function cacheOption(cmd: Command): Command {
 export function buildProgram(state: RunState = { code: 0 }): Command {
   const program = new Command('ptn');
   program
-    .description('partition-transfer-node: run nodes and local clusters, read and write data, load, verify')
+    .description('partition-transfer-node: run nodes and local clusters, read and write data, load, verify, watch rebalances')
     .version(packageVersion(), '-V, --version')
     .showSuggestionAfterError(true)
     .exitOverride()
@@ -64,6 +64,7 @@ export function buildProgram(state: RunState = { code: 0 }): Command {
   addDataCommands(program, run);
   addCacheCommands(program, run);
   addLoadCommands(program, run);
+  addRebalanceCommands(program, run);
   program
     .command('demo')
     .description('what `npm start` runs: a 3-node cluster, data, a 4th node added under load, rebalance, verify, clean stop')
@@ -190,6 +191,21 @@ function addLoadCommands(program: Command, run: Run): void {
     .addOption(new Option('--cache <name>', 'only this cache; also the cache of the ack log (default: all caches; ack log: default)'))
     .option('--wait-ms <ms>', 'how long to wait for the cluster to be rebalanced first', intArg(0, 3_600_000), 60_000);
   jsonOption(clientOptions(verify)).action((o: Opts) => run(async () => (await impl()).verify(o as never))());
+}
+
+function addRebalanceCommands(program: Command, run: Run): void {
+  const rebalance = program.command('rebalance').description('follow a rebalance in progress');
+  const watch = rebalance
+    .command('watch')
+    .description('live progress bars (overall and per partition) until the cluster is rebalanced (exit 0); one plain line per refresh when stdout is not a terminal; Ctrl-C exits 130')
+    .option('--node <host:port>', 'node to ask (default: $PTN_NODE, else the first running node of --dir, else 127.0.0.1:7401)', addressArg)
+    .option('--secret <secret>', 'cluster secret (default: $PTN_SECRET, else --dir\'s cluster.json, else the config default)')
+    .option('--cluster-id <id>', 'cluster id (default: $PTN_CLUSTER_ID, else --dir\'s cluster.json, else ptn-local)')
+    .option('--dir <dir>', 'local cluster directory: its cluster.json supplies node, secret and cluster id')
+    .option('--interval-ms <ms>', 'time between two status requests', intArg(50, 3_600_000), 500)
+    .option('--timeout-ms <ms>', 'give up after this long with exit 1 (default: wait until rebalanced)', intArg(1, 2_147_483_647))
+    .option('--cache <name>', 'only this cache: its tasks, and done when it has no MOVING copy');
+  watch.action((o: Opts) => run(async () => (await import('./cmd-rebalance.js')).rebalanceWatch(o as never))());
 }
 
 /** One line for an error; `usage` tells whether it is a usage error (exit 2). */

@@ -38,8 +38,10 @@ test('the text status shows topology, nodes in join order with copy counts, cach
   assert.match(lines[n1]!, /^node-1\s+1\s+127\.0\.0\.1:7401\s+127\.0\.0\.1:7501\s+1\s+1\s+0$/);
   assert.ok(lines.some((l) => /^default\s+1\s+2\s+1\s+i$/.test(l)));
   assert.ok(lines.some((l) => /^0\s+node-2\s+node-1:MOVING node-2:OWNING$/.test(l)));
-  assert.ok(text.includes('rebalance: 1 of 2 partitions left, 1 tasks running'));
-  assert.ok(text.includes('cache=default partition=0 phase=STREAMING bytes=4096'));
+  assert.ok(text.includes('rebalance: 1 of 2 partitions left, 1 task running, 0 waiting'));
+  const head = lines.findIndex((l) => l.startsWith('NODE  '));
+  assert.ok(head > 0, 'a task table follows the rebalance line');
+  assert.match(lines[head + 1]!, /^-\s+default\s+0\s+-\s+-\s+STREAMING\s+4\.1 kB\s/);
 });
 
 test('--no-partitions leaves the partition map out', () => {

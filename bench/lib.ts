@@ -127,3 +127,67 @@ export async function rawSocketPipeMBps(files: string[]): Promise<number> {
     receiver.kill();
   }
 }
+
+/**
+ * Least-squares fit of log(y) = a + k·log(x): `exponent` k says how a cost grows with size
+ * (≈ 1 linear, ≈ 0 flat, > 1 super-linear); `r2` says how well a power law describes the points.
+ * Points with x ≤ 0 or y ≤ 0 are left out; fewer than two points give NaN.
+ */
+export function fitLogLog(points: ReadonlyArray<{ x: number; y: number }>): { exponent: number; r2: number; n: number } {
+  const ps = points.filter((p) => p.x > 0 && p.y > 0).map((p) => ({ x: Math.log(p.x), y: Math.log(p.y) }));
+  const n = ps.length;
+  if (n < 2) return { exponent: Number.NaN, r2: Number.NaN, n };
+  const mx = ps.reduce((s, p) => s + p.x, 0) / n;
+  const my = ps.reduce((s, p) => s + p.y, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (const p of ps) {
+    sxy += (p.x - mx) * (p.y - my);
+    sxx += (p.x - mx) ** 2;
+    syy += (p.y - my) ** 2;
+  }
+  if (sxx === 0) return { exponent: Number.NaN, r2: Number.NaN, n };
+  const exponent = sxy / sxx;
+  return { exponent, r2: syy === 0 ? 1 : (sxy * sxy) / (sxx * syy), n };
+}
+
+/** Reads a Prometheus text page from `http://ADMIN/metrics`; returns metric name → first sample's value. */
+export async function scrapeMetrics(adminAddress: string, timeoutMs = 5_000): Promise<Map<string, number>> {
+  const res = await fetch(`http://${adminAddress}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+  if (!res.ok) throw new Error(`GET http://${adminAddress}/metrics: HTTP ${res.status}`);
+  return parsePrometheusText(await res.text());
+}
+
+/** Parses Prometheus text exposition: name → value of its first sample (labels ignored). */
+export function parsePrometheusText(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!m || out.has(m[1]!)) continue;
+    const v = Number(m[3]);
+    if (Number.isFinite(v)) out.set(m[1]!, v);
+  }
+  return out;
+}
+
+/** A TCP port on 127.0.0.1 free right now (the OS picks it; a race with other processes is possible but rare). */
+export async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as import('node:net').AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Percentiles of a list of numbers (nearest rank); 0 for an empty list. */
+export function percentileOf(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}

@@ -64,6 +64,35 @@ export interface RebalanceConfig {
   resumeRetries: number;
 }
 
+/**
+ * TEST ONLY: a named fault point (src/testing/fault-points.ts). `name` may end with `*` (prefix
+ * match); `after` = matching hits let through before it fires; `once` = fire a single time.
+ */
+export interface FaultPointRule {
+  name: string;
+  action: 'kill' | 'stop' | 'delay' | 'throw';
+  delayMs?: number;
+  after?: number;
+  once?: boolean;
+}
+
+/** TEST ONLY: a file-system fault (src/testing/fault-file-layer.ts), matched by path substring and op. */
+export interface FileFaultRule {
+  pathIncludes: string;
+  op: 'write' | 'sync' | 'open' | 'rename';
+  nth?: number;
+  error?: 'ENOSPC' | 'EIO';
+  tear?: boolean;
+  bytesMax?: number;
+}
+
+/** TEST ONLY: fault injection, off by default and refused unless PTN_ENABLE_TEST_FAULTS=1. */
+export interface TestFaultsConfig {
+  enabled: boolean;
+  points: FaultPointRule[];
+  fileRules: FileFaultRule[];
+}
+
 export interface NodeConfig {
   nodeId: string;
   clusterId: string;
@@ -71,6 +100,8 @@ export interface NodeConfig {
   host: string;
   port: number;
   adminPort: number;
+  /** HOST:PORT peers dial to reach this node (a test proxy may sit there); '' = host:port as bound. */
+  advertiseAddress: string;
   /** Absolute after loading. */
   dataDir: string;
   seeds: string[];
@@ -80,6 +111,8 @@ export interface NodeConfig {
   net: NetConfig;
   cluster: ClusterConfig;
   rebalance: RebalanceConfig;
+  /** TEST ONLY (src/testing/): fault points and file faults; `enabled` is refused outside test runs. */
+  testFaults: TestFaultsConfig;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -150,4 +183,21 @@ export function loadConfigFile(file: string): NodeConfig {
 /** A full config with defaults, overridden by `overrides` (handy in tests and generators). */
 export function defaultConfig(overrides: Record<string, unknown> = {}): NodeConfig {
   return validateConfig(overrides, '<defaults>');
+}
+
+/** Environment variable a test run sets to let a node start with `testFaults.enabled`. */
+export const TEST_FAULTS_ENV = 'PTN_ENABLE_TEST_FAULTS';
+
+/**
+ * Refuses a config with `testFaults.enabled` unless `PTN_ENABLE_TEST_FAULTS=1` is set: fault
+ * injection can kill or stop the process and fail its writes, so a normal start must never run it.
+ * Throws ERR_CONFIG_INVALID with one line naming `source`.
+ */
+export function checkTestFaultsAllowed(cfg: NodeConfig, source = '<config>', env: NodeJS.ProcessEnv = process.env): void {
+  if (!cfg.testFaults?.enabled || env[TEST_FAULTS_ENV] === '1') return;
+  throw ptnError(
+    ErrorCode.ERR_CONFIG_INVALID,
+    `${source}: testFaults.enabled: expected false in a normal start (test faults run only with ${TEST_FAULTS_ENV}=1)`,
+    { details: { source, key: 'testFaults.enabled' } },
+  );
 }

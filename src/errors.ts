@@ -57,6 +57,7 @@ export const ErrorCode = {
   ERR_TRANSFER_CORRUPT: 'ERR_TRANSFER_CORRUPT',
   ERR_REBALANCE_CANCELLED: 'ERR_REBALANCE_CANCELLED',
   ERR_UNKNOWN_METHOD: 'ERR_UNKNOWN_METHOD',
+  ERR_TEST_FAULT: 'ERR_TEST_FAULT', // an injected fault (src/testing/, test runs only)
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,10 +1,12 @@
 /**
  * Admin HTTP port: GET /status (the cluster status JSON), GET /metrics (Prometheus text),
- * GET /healthz (200 when the node is running). Anything else is 404; only GET is served.
+ * GET /healthz (200 when the node is running). Anything else is 404; only GET is served, except
+ * TEST ONLY /faults (GET, POST), which exists only when testFaults.enabled (src/testing/index.ts).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ClusterNode } from './node.js';
+import { serveFaultsHttp } from '../testing/index.js'; // TEST ONLY: /faults (404 unless testFaults.enabled)
 
 export class AdminHttp {
   private server: http.Server | undefined;
@@ -34,6 +36,7 @@ export class AdminHttp {
 
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/faults') return serveFaultsHttp(this.node.testFaults, req, res); // TEST ONLY
     if (req.method !== 'GET') {
       res.writeHead(405, { allow: 'GET' }).end();
       return;

@@ -18,7 +18,7 @@
  *   then every primary write started under an older version is awaited, and the node acks.
  */
 import { EventEmitter } from 'node:events';
-import type { NodeConfig } from '../config.js';
+import { type NodeConfig, checkTestFaultsAllowed } from '../config.js';
 import { ErrorCode, isPtnError, ptnError } from '../errors.js';
 import { type Logger, createLogger } from '../util/log.js';
 import { Store } from '../store/store.js';
@@ -30,18 +30,22 @@ import { EmbeddedMetadataStore, type MetadataStore } from './metadata-store.js';
 import { type Topology, type TopologyNode, initialTopology } from './topology.js';
 import { WritePath } from './write-path.js';
 import { FullRebalancer } from './full-rebalance.js';
-import { DemanderManager } from '../demander/manager.js';
+import { DemanderManager, type DemanderOptions } from '../demander/manager.js';
 import { clusterNodeHost } from '../demander/host.js';
 import { registerClientApi } from './client-api.js';
 import { registerSupplierApi, type Supplier } from '../supplier/supplier.js';
 import { AdminHttp } from './admin-http.js';
 import { NodeMetrics } from './metrics.js';
+import { type FileLayer, realFileLayer } from '../util/file-layer.js';
+import { type NodeFaults, createNodeFaults } from '../testing/index.js'; // TEST ONLY: fault injection (testFaults)
 
 type Status = 'starting' | 'running' | 'stopping' | 'stopped';
 
 export interface StartNodeOptions {
   log?: Logger;
   metadataStore?: MetadataStore;
+  /** Demander options (tests: hooks that cut or slow a transfer, a file layer). */
+  demander?: DemanderOptions;
 }
 
 export class ClusterNode extends EventEmitter {
@@ -61,6 +65,10 @@ export class ClusterNode extends EventEmitter {
   /** Serves partition snapshots and WAL history to demanders (src/supplier/). */
   supplier: Supplier | undefined;
   coordinator: Coordinator | undefined;
+  /** The file layer of the store: the real one, or the test fault layer when testFaults.enabled. */
+  fileLayer: FileLayer = realFileLayer;
+  /** TEST ONLY: fault points and file faults (src/testing/), undefined unless testFaults.enabled. */
+  testFaults: NodeFaults | undefined;
   address = '';
   adminAddress = '';
   private topo!: Topology;
@@ -71,7 +79,7 @@ export class ClusterNode extends EventEmitter {
   private watchTimer: NodeJS.Timeout | undefined;
   private takingOver = false;
 
-  constructor(readonly config: NodeConfig, opts: StartNodeOptions = {}) {
+  constructor(readonly config: NodeConfig, private readonly opts: StartNodeOptions = {}) {
     super();
     this.selfId = config.nodeId;
     this.log = opts.log ?? createLogger({ level: config.logLevel, name: config.nodeId });
@@ -156,13 +164,16 @@ export class ClusterNode extends EventEmitter {
   async start(): Promise<void> {
     const { config } = this;
     this.metrics = new NodeMetrics(this);
-    this.store = await Store.open({ config, log: this.log.child({ part: 'store' }) });
+    // TEST ONLY: with testFaults.enabled, faults().hit() points go live and storage I/O goes through the fault layer.
+    this.testFaults = createNodeFaults(config.testFaults, { log: this.log.child({ part: 'faults' }) });
+    this.fileLayer = this.testFaults?.fileLayer ?? realFileLayer;
+    this.store = await Store.open({ config, fileLayer: this.fileLayer, log: this.log.child({ part: 'store' }) });
     const identity: NetIdentity = { nodeId: this.selfId, clusterId: config.clusterId, secret: config.clusterSecret, role: 'peer' };
     this.peers = new PeerPool(identity, config.net, this.handlers, this.log.child({ part: 'peers' }), (id) => this.topo?.nodes.find((n) => n.id === id)?.address);
     this.writes = new WritePath(this);
     this.rebalancer = new FullRebalancer(this);
     // Demander: resumes or removes what a crashed transfer left before the first topology arrives.
-    this.demander = new DemanderManager(clusterNodeHost(this));
+    this.demander = new DemanderManager(clusterNodeHost(this), this.opts.demander);
     await this.demander.open();
     this.registerPeerApi();
     registerClientApi(this);
@@ -189,7 +200,7 @@ export class ClusterNode extends EventEmitter {
   }
 
   private selfEntry(): Omit<TopologyNode, 'order'> {
-    return { id: this.selfId, address: this.address, adminAddress: this.adminAddress };
+    return { id: this.selfId, address: this.config.advertiseAddress || this.address, adminAddress: this.adminAddress }; // advertiseAddress: e.g. a test proxy
   }
 
   /** Joins through the seeds (and the nodes of the last saved topology); forms a cluster if none answers and no seed is configured. */
@@ -442,6 +453,7 @@ export class ClusterNode extends EventEmitter {
     await this.peers?.close();
     await this.applyChain.catch(() => undefined);
     await this.store?.close();
+    this.testFaults?.close(); // TEST ONLY: uninstalls the fault points
     this.status = 'stopped';
     this.log.info({}, 'node stopped');
   }
@@ -449,6 +461,7 @@ export class ClusterNode extends EventEmitter {
 
 /** Starts a node and resolves once it has joined or formed a cluster. */
 export async function startNode(config: NodeConfig, opts: StartNodeOptions = {}): Promise<ClusterNode> {
+  checkTestFaultsAllowed(config, `node ${config.nodeId} config`); // TEST ONLY guard: testFaults need PTN_ENABLE_TEST_FAULTS=1
   const node = new ClusterNode(config, opts);
   try {
     await node.start();

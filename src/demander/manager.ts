@@ -25,11 +25,12 @@ import { CatchUpLog } from './catch-up-log.js';
 import type { DemanderHost } from './host.js';
 import { planRecovery } from './recovery.js';
 import { replayCatchUpLog } from './replay.js';
-import { TaskRunner, type DemanderCounters, type DemanderHooks, type NextStep, type Task } from './task-runner.js';
+import { TaskRunner } from './task-runner.js';
+import type { DemanderCounters, DemanderHooks, NextStep, Task } from './task.js';
 import { taskKey, TaskStore } from './task-store.js';
 import { isTerminal, newTaskRecord, transition, type Phase, type RebalancePath, type TaskRecord } from './task-state.js';
 
-export type { DemanderHooks, DemanderCounters } from './task-runner.js';
+export type { DemanderHooks, DemanderCounters } from './task.js';
 
 /** One task as status shows it. */
 export interface DemanderTaskStatus {
@@ -57,11 +58,15 @@ export interface DemanderOptions {
   /** File layer for temp files and logs (tests inject free-space and faults). Default realFileLayer. */
   fileLayer?: FileLayer;
   hooks?: DemanderHooks;
+  /** fsync the temp file and persist the verified offset at least every this many bytes (default 8 MiB). */
+  persistEveryBytes?: number;
 }
 
 /** How often the queue is looked at even without an event (a raised receiveSlots, backoffs). */
 const PUMP_INTERVAL_MS = 250;
 const BACKOFF_MIN_MS = 200;
+/** A restart re-receives at most this much of a file (each persist costs an fsync and a record write). */
+const PERSIST_EVERY_BYTES_DEFAULT = 8 << 20;
 const BACKOFF_MAX_MS = 10_000;
 
 type Status = 'new' | 'open' | 'closing' | 'closed';
@@ -75,6 +80,7 @@ export class DemanderManager {
   private firstTopologySeen = false;
   private running = 0;
   private timer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
   private readonly fl: FileLayer;
   private readonly taskStore: TaskStore;
   private readonly runner: TaskRunner;
@@ -82,6 +88,7 @@ export class DemanderManager {
   readonly counters: DemanderCounters = {
     bytesReceived: { file: 0, historical: 0, full: 0 },
     bytesNotResent: 0,
+    updatesLogged: 0,
     corruptChunks: 0,
     resumes: 0,
     restarts: 0,
@@ -103,6 +110,7 @@ export class DemanderManager {
       taskStore: this.taskStore,
       hooks: this.hooks,
       counters: this.counters,
+      persistEveryBytes: opts.persistEveryBytes ?? PERSIST_EVERY_BYTES_DEFAULT,
       busy: (except) => this.busy(except),
       save: (task) => this.save(task),
       finished: (task) => this.finished(task),
@@ -242,10 +250,14 @@ export class DemanderManager {
     }
   }
 
-  /** True while a task for the partition is receiving (not finished, not cancelled). */
+  /**
+   * True while a task for the partition is receiving: not cancelled and not yet OWNING. A task in
+   * OWNING has reported; the coordinator's OWNING topology usually arrives before that report
+   * returns, and must not be mistaken for "OWNING without our report".
+   */
   isReceiving(cacheId: number, partition: number): boolean {
     const t = this.tasks.get(taskKey(cacheId, partition));
-    return t !== undefined && !t.done && !t.cancelled;
+    return t !== undefined && !t.done && !t.cancelled && t.record.phase !== 'OWNING';
   }
 
   /** After a topology was applied: forgets settled tasks, removes unclaimed records (first topology), starts what can start. */
@@ -274,7 +286,10 @@ export class DemanderManager {
   offer(u: Update, payload: Buffer): Promise<boolean> {
     const log = this.logs.get(taskKey(u.cacheId, u.partition));
     if (!log) return Promise.resolve(false);
-    return log.offer(payload);
+    return log.offer(payload).then((logged) => {
+      if (logged) this.counters.updatesLogged++;
+      return logged;
+    });
   }
 
   // ------------------------------------------------------------------ scheduling
@@ -421,8 +436,12 @@ export class DemanderManager {
   }
 
   /** Stops every attempt and closes the logs, keeping records and files for a restart. Idempotent. */
-  async close(): Promise<void> {
-    if (this.status === 'closing' || this.status === 'closed') return;
+  close(): Promise<void> {
+    this.closing ??= this.closeImpl();
+    return this.closing;
+  }
+
+  private async closeImpl(): Promise<void> {
     this.status = 'closing';
     if (this.timer) clearInterval(this.timer);
     for (const t of this.tasks.values()) t.abort.abort();

@@ -19,90 +19,18 @@
 import { randomUUID } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import { ErrorCode, isPtnError, ptnError } from '../errors.js';
-import type { FileLayer } from '../util/file-layer.js';
 import type { Update } from '../store/store.js';
 import { decodeUpdate } from '../cluster/update-codec.js';
-import type { CatchUpLog } from './catch-up-log.js';
 import { chooseSupplier, choosePath } from './choice.js';
 import { receiveFile, type SupplierLink } from './file-receiver.js';
 import { fetchHistory } from './history-fetch.js';
-import type { DemanderHost } from './host.js';
 import { coalesceRanges, missingFromSupplier, rangeCount } from './missing.js';
 import { Method, parsePartitionInfo, parseSnapshotOpened, type PartitionInfo } from './protocol.js';
 import { replayCatchUpLog } from './replay.js';
-import type { TaskStore } from './task-store.js';
-import { transition, type Phase, type RebalancePath, type TaskRecord } from './task-state.js';
+import { transition, type Phase, type TaskRecord } from './task-state.js';
+import { abortable, StartOver, type Outcome, type RunContext, type Task } from './task.js';
 
-/** How the next attempt of a task begins. */
-export type NextStep = 'start' | 'resumeStream' | 'redoSwap' | 'resumeAt';
 
-/** A task in memory: its record plus what only lives while the node runs. */
-export interface Task {
-  readonly key: string;
-  record: TaskRecord;
-  log: CatchUpLog;
-  abort: AbortController;
-  next: NextStep;
-  active: boolean;
-  cancelled: boolean;
-  done: boolean;
-  notBefore: number;
-  failures: number;
-  waitReason?: string;
-  link?: SupplierLink;
-  linkTo?: string;
-  avoid: Set<string>;
-  run?: Promise<void>;
-  rate?: { startMs: number; startBytes: number };
-}
-
-/** Hooks for tests: cut a connection after N chunks, observe phases. */
-export interface DemanderHooks {
-  onChunkVerified?(t: { cache: string; partition: number; verifiedOffset: number; fileBytes: number }, link: SupplierLink): void | Promise<void>;
-  onPhase?(t: { cache: string; partition: number }, phase: Phase): void | Promise<void>;
-}
-
-/** Figures for metrics. */
-export interface DemanderCounters {
-  bytesReceived: Record<RebalancePath, number>;
-  bytesNotResent: number;
-  corruptChunks: number;
-  resumes: number;
-  restarts: number;
-  fences: number;
-  lastFenceMs: number;
-  partitionsDone: number;
-}
-
-/** What the runner needs from the manager. */
-export interface RunContext {
-  host: DemanderHost;
-  fl: FileLayer;
-  taskStore: TaskStore;
-  hooks: DemanderHooks;
-  counters: DemanderCounters;
-  /** Running transfers per supplier, other tasks only. */
-  busy(except: Task): Map<string, number>;
-  save(task: Task): Promise<void>;
-  /** OWNING reported: remove the log, files and record. */
-  finished(task: Task): Promise<void>;
-}
-
-/** What an attempt came to. */
-export type Outcome = { kind: 'done' } | { kind: 'stopped' } | { kind: 'retry'; why: string };
-
-/** Back to PENDING with a reason (failover, snapshot gone, history gone …). */
-export class StartOver extends Error {
-  constructor(
-    readonly why: string,
-    readonly opts: { avoid?: string; forced?: { path: RebalancePath; reason: string } } = {},
-  ) {
-    super(why);
-  }
-}
-
-/** Bytes between two persisted verified offsets. */
-const PERSIST_EVERY_BYTES = 8 << 20;
 /** Missing ranges closer than this are fetched in one history request. */
 const HISTORY_JOIN_GAP = 64;
 /** Start-overs in one attempt before it backs off. */
@@ -114,16 +42,6 @@ const sleep = (ms: number, signal: AbortSignal) =>
     const t = setTimeout(resolve, ms);
     signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
   });
-
-/** Settles with `p`, or rejects with ERR_REBALANCE_CANCELLED as soon as `signal` aborts. */
-export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(ptnError(ErrorCode.ERR_REBALANCE_CANCELLED, 'cancelled'));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(ptnError(ErrorCode.ERR_REBALANCE_CANCELLED, 'cancelled'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
 
 function describe(err: unknown): string {
   if (err instanceof StartOver) return err.why;
@@ -291,7 +209,15 @@ export class TaskRunner {
     const r = task.record;
     await this.checkDisk(info.fileBytes);
     const transferId = randomUUID();
-    const opened = parseSnapshotOpened(await link.request(Method.snapshotOpen, { cacheId: r.cacheId, partition: r.partition, transferId }), transferId);
+    let opened;
+    try {
+      opened = parseSnapshotOpened(await link.request(Method.snapshotOpen, { cacheId: r.cacheId, partition: r.partition, transferId }), transferId);
+      if (task.abort.signal.aborted) throw ptnError(ErrorCode.ERR_REBALANCE_CANCELLED, 'cancelled while the snapshot opened');
+    } catch (err) {
+      // A cut or a cancel while the supplier was opening: it may hold the snapshot anyway.
+      if (!isPtnError(err, ErrorCode.ERR_BUSY)) this.release(r.supplier!, transferId, `open failed: ${describe(err)}`);
+      throw err;
+    }
     r.transfer = {
       transferId,
       tempFile: this.ctx.taskStore.tempFileName(r.cacheId, r.partition, transferId),
@@ -352,7 +278,7 @@ export class TaskRunner {
             file,
             state: t,
             window: this.cfg.chunkWindow,
-            persistEveryBytes: PERSIST_EVERY_BYTES,
+            persistEveryBytes: this.ctx.persistEveryBytes,
             persist: () => this.ctx.save(task),
             signal: task.abort.signal,
             onCorrupt: (err) => {
@@ -601,15 +527,20 @@ export class TaskRunner {
     if (link) await link.close().catch(() => undefined);
   }
 
-  /** Tells the supplier to release the snapshot (best effort, not awaited: it also times out). */
+  /** Tells the supplier to release the task's snapshot (best effort, not awaited: it also times out). */
   releaseSnapshot(task: Task, reason: string): void {
     const r = task.record;
-    const t = r.transfer;
-    if (!t || !r.supplier) return;
-    const body = { transferId: t.transferId, reason };
-    const link = task.link;
-    const p = link?.isOpen && task.linkTo === r.supplier ? link.request(Method.snapshotRelease, body) : this.ctx.host.request(r.supplier, Method.snapshotRelease, body);
-    p.catch((err) => this.ctx.host.log.debug({ err, transferId: t.transferId }, 'snapshotRelease failed (the supplier times it out)'));
+    if (r.transfer && r.supplier) this.release(r.supplier, r.transfer.transferId, reason);
+  }
+
+  /**
+   * Sent over the shared peer connection, not the dedicated one: that one is usually closed right
+   * after, which would drop a request still waiting for socket room.
+   */
+  private release(supplier: string, transferId: string, reason: string): void {
+    this.ctx.host
+      .request(supplier, Method.snapshotRelease, { transferId, reason })
+      .catch((err) => this.ctx.host.log.debug({ err, transferId }, 'snapshotRelease failed (the supplier times it out)'));
   }
 }
 

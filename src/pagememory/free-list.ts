@@ -180,7 +180,9 @@ export class FreeSpace {
     const chain: number[] = [];
     const total = () => this.free.length + releaseAtCommit.length;
     while (chain.length < Math.ceil(total() / cap)) {
-      const p = this.free.length > 0 ? this.free.pop()! : this.nextPageIndex++;
+      // Take chain pages from the free set only while that leaves it an entry to list: a chain
+      // that swallowed the last free page would persist head≠0 with count 0 (an invalid meta page).
+      const p = total() > 1 && this.free.length > 0 ? this.free.pop()! : this.nextPageIndex++;
       freshPages.add(p);
       chain.push(p);
     }

@@ -18,13 +18,15 @@
  *   - a listener failure (delta disk full…) breaks the snapshot before the overwrite happens:
  *     every later read, and a read in progress, fails with ERR_SNAPSHOT_GONE (never wrong bytes).
  *
- * The running CRC of the image is kept at every chunk boundary served in order, from 0, so the
- * trailer's whole-file CRC is known without re-reading, also after a resume (boundaries below the
- * acknowledged offset are dropped: they can no longer be resumed from).
+ * The running CRC of the image is kept at every chunk boundary reached from 0 by contiguous served
+ * chunks (each chunk's own CRC is combined in, in any serving order: chunks may be read in
+ * parallel), so the trailer's whole-file CRC is known without re-reading, also after a resume
+ * (boundaries below the acknowledged offset are dropped: they can no longer be resumed from).
  */
 import { ErrorCode, assert, fsError, isPtnError, ptnError, type PtnError } from '../errors.js';
 import type { FileLayer, FileLike } from '../util/file-layer.js';
 import { crc32 } from '../util/crc32.js';
+import { crc32Combine } from './crc32-combine.js';
 import { DeltaFile } from './delta-file.js';
 
 type State = 'new' | 'armed' | 'broken' | 'closed';
@@ -54,8 +56,10 @@ export class PartitionSnapshot {
   private ackedBytes = 0;
   /** End of the furthest chunk served. */
   private servedEnd = 0;
-  /** Running CRC-32 of the image [0, offset) at chunk boundaries served in order. */
+  /** Running CRC-32 of the image [0, offset) at chunk boundaries reached contiguously from 0. */
   private readonly crcAt = new Map<number, number>([[0, 0]]);
+  /** Chunks served whose start boundary has no running CRC yet: offset → own CRC and length. */
+  private readonly loose = new Map<number, { crc: number; bytes: number }>();
   private readonly saving = new Set<number>();
   private removeListener: (() => void) | undefined;
 
@@ -152,6 +156,7 @@ export class PartitionSnapshot {
     }
     this.ackedBytes = ackedBytes;
     for (const b of this.crcAt.keys()) if (b < ackedBytes) this.crcAt.delete(b);
+    for (const b of this.loose.keys()) if (b < ackedBytes) this.loose.delete(b);
   }
 
   /** Fills `target` with the image bytes [offset, offset + target.length). */
@@ -180,6 +185,10 @@ export class PartitionSnapshot {
       }
     }
     this.checkUsable(); // broken meanwhile: the bytes read may be newer than the image
+    if (offset < this.ackedBytes) {
+      // Acknowledged past this range while it was read (a peer breaking its promise): its pages were unprotected.
+      throw ptnError(ErrorCode.ERR_SNAPSHOT_GONE, `offset ${offset} was acknowledged while being read`, { details: { offset, ackedBytes: this.ackedBytes } });
+    }
   }
 
   /**
@@ -189,9 +198,24 @@ export class PartitionSnapshot {
   recordChunk(offset: number, raw: Buffer): number {
     const crc = crc32(raw);
     const end = offset + raw.length;
-    const before = this.crcAt.get(offset);
-    if (before !== undefined && !this.crcAt.has(end)) this.crcAt.set(end, crc32(raw, before));
     if (end > this.servedEnd) this.servedEnd = end;
+    if (offset < this.ackedBytes || this.crcAt.has(end)) return crc;
+    let before = this.crcAt.get(offset);
+    if (before === undefined) {
+      this.loose.set(offset, { crc, bytes: raw.length });
+      return crc;
+    }
+    // Extend the running CRC, then through every loose chunk that now follows on (no second pass over the bytes).
+    let at = end;
+    before = crc32Combine(before, crc, raw.length);
+    for (;;) {
+      this.crcAt.set(at, before);
+      const next = this.loose.get(at);
+      if (next === undefined) break;
+      this.loose.delete(at);
+      before = crc32Combine(before, next.crc, next.bytes);
+      at += next.bytes;
+    }
     return crc;
   }
 

@@ -6,11 +6,12 @@
  * `slotWaitMs`) → WAL history reserved from the partition's counter lwm → the partition file
  * opened for reading and a delta file created → a checkpoint, at whose end the snapshot is armed
  * (length and counter recorded, copy-on-write listener on) → the image's meta page read back for
- * the counter state the file holds. Then `snapshotChunk` requests, one at a time per transfer:
- * acknowledged offset raised → throttle (node-wide token bucket) → the chunk read straight into the
- * response frame, delta pages merged in → CRC → optional LZ4 → sent by the connection under its
- * backpressure. `snapshotTrailer` gives the whole-image CRC; `snapshotRelease` (or the idle timeout,
- * a dropped cache, a lost OWNING copy, close) frees everything.
+ * the counter state the file holds. Then `snapshotChunk` requests, up to `rebalance.chunkWindow`
+ * at once per transfer: acknowledged offset raised → the socket's backpressure → throttle (the
+ * node-wide token bucket) → the chunk read straight into the response frame, delta pages merged
+ * in → CRC → optional LZ4 → sent by the connection. `snapshotTrailer` gives the whole-image CRC;
+ * `snapshotRelease` (or the idle timeout, a dropped cache, a lost OWNING copy, close) frees
+ * everything.
  *
  * Invariants: the bytes served are exactly the checkpoint image (snapshot.ts explains why), never
  * past its recorded length; at most `rebalance.sendSlots` transfers hold a slot; nothing a transfer
@@ -71,9 +72,6 @@ export interface SupplierCounters {
   busyRefusals: number;
   throttleWaits: number;
 }
-
-/** The methods the supplier serves. */
-export const SUPPLIER_METHODS = ['partitionInfo', 'snapshotOpen', 'snapshotChunk', 'snapshotTrailer', 'snapshotRelease', 'historyBatch'] as const;
 
 /** Room kept in a frame for the history JSON head and framing. */
 const HISTORY_FRAME_MARGIN_BYTES = 64 * 1024;
@@ -316,13 +314,13 @@ export class Supplier {
   private async snapshotChunk(body: Body, conn: Connection | undefined): Promise<PreparedFrame> {
     const req = parseChunk(body);
     const t = this.transferOf(req.transferId);
-    return t.serial(async () => {
+    const { fileBytes, pageSize } = t.snapshot!;
+    if (req.offset % pageSize !== 0 || req.offset >= fileBytes) {
+      throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, `snapshotChunk: offset ${req.offset} is not a page offset below ${fileBytes}`, { details: { offset: req.offset } });
+    }
+    t.snapshot!.acknowledge(req.ackedBytes); // at arrival: chunks still being read lie above it
+    return t.limited(() => this.rebalance.chunkWindow, async () => {
       const snap = this.stillOpen(t);
-      const { fileBytes, pageSize } = snap;
-      if (req.offset % pageSize !== 0 || req.offset >= fileBytes) {
-        throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, `snapshotChunk: offset ${req.offset} is not a page offset below ${fileBytes}`, { details: { offset: req.offset } });
-      }
-      snap.acknowledge(req.ackedBytes);
       if (conn) await conn.drained(); // the socket's backpressure before we allocate and read
       const rawBytes = Math.min(t.openInfo!.chunkBytes, fileBytes - req.offset);
       if (await this.throttle.take(rawBytes, t.abort.signal)) {
@@ -352,7 +350,7 @@ export class Supplier {
   private async snapshotTrailer(body: Body): Promise<Body> {
     const { transferId } = parseTrailer(body);
     const t = this.transferOf(transferId);
-    return t.serial(async () => {
+    return t.limited(() => this.rebalance.chunkWindow, async () => {
       const snap = this.stillOpen(t);
       const fileCrc = await snap.fileCrc(Buffer.allocUnsafe(t.openInfo!.chunkBytes));
       return { fileBytes: snap.fileBytes, fileCrc };

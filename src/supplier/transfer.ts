@@ -8,9 +8,11 @@
  * (listener removed, partition file handle closed, delta file deleted), the WAL reservation, the
  * send slot.
  *
- * Chunk and trailer requests of one transfer run one at a time in arrival order (`serial`): the
- * running CRC advances chunk by chunk, and the memory a transfer holds is one chunk being read
- * (the demander's window of requests waits in the connection's bounded receive queue meanwhile).
+ * Chunk and trailer requests of one transfer run at most `limit` at a time (`limited`, the
+ * supplier passes `rebalance.chunkWindow`): reads of consecutive chunks overlap (a file read waits
+ * for a thread-pool thread and the disk; doing them one by one left the loop idle), while the
+ * memory one transfer holds stays bounded at `limit` chunks whatever a demander sends. Requests
+ * beyond it wait in FIFO order.
  */
 import { ErrorCode, ptnError } from '../errors.js';
 import type { PartitionSnapshot } from './snapshot.js';
@@ -80,7 +82,9 @@ export class Transfer {
   openInfo: SnapshotOpenResponse | undefined;
   /** Aborted at release: throttle waits end at once. */
   readonly abort = new AbortController();
-  private chain: Promise<unknown> = Promise.resolve();
+  private inFlight = 0;
+  private readonly waiters: Array<() => void> = [];
+  private readonly running = new Set<Promise<unknown>>();
   private activeRequests = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly held: Array<() => unknown> = [];
@@ -97,11 +101,27 @@ export class Transfer {
     this.held.push(free);
   }
 
-  /** Runs `fn` after every earlier serial task of this transfer; counts as activity. */
-  serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(() => this.active(fn));
-    this.chain = run.catch(() => undefined);
-    return run;
+  /**
+   * Runs `fn` with at most `limit()` such tasks of this transfer running at once; counts as
+   * activity. After release, queued tasks still run `fn`, which must check the state first.
+   */
+  async limited<T>(limit: () => number, fn: () => Promise<T>): Promise<T> {
+    // A newcomer queues behind waiters; a woken waiter only needs room under the limit.
+    let wait = this.inFlight >= Math.max(1, limit()) || this.waiters.length > 0;
+    while (wait && this.state !== 'released') {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      wait = this.inFlight >= Math.max(1, limit());
+    }
+    this.inFlight++;
+    const run = this.active(fn);
+    this.running.add(run);
+    try {
+      return await run;
+    } finally {
+      this.running.delete(run);
+      this.inFlight--;
+      this.waiters.shift()?.();
+    }
   }
 
   /** Runs `fn` as activity: the idle timer cannot release the transfer meanwhile. */
@@ -159,8 +179,9 @@ export class Transfer {
       this.abort.abort(ptnError(ErrorCode.ERR_SNAPSHOT_GONE, `transfer ${this.transferId} was released: ${reason}`));
       if (this.idleTimer) clearTimeout(this.idleTimer);
       this.idleTimer = undefined;
+      for (const wake of this.waiters.splice(0)) wake();
       this.releasing = (async () => {
-        await this.chain;
+        await Promise.allSettled([...this.running]);
         let first: unknown;
         for (const free of this.held.splice(0).reverse()) {
           try {

@@ -166,3 +166,31 @@ export async function waitUntil(fn: () => boolean, what: string, limitMs = 5000)
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/**
+ * Pulls every chunk with `window` requests in flight, acknowledging the contiguous verified prefix
+ * (as the demander does); `between()` runs after each answer.
+ */
+export async function pullWindowed(f: Fixture, open: SnapshotOpenResponse, window: number, between?: () => Promise<void>): Promise<Buffer> {
+  const image = Buffer.alloc(open.fileBytes);
+  const done = new Set<number>();
+  let verified = 0;
+  let next = 0;
+  const inflight = new Set<Promise<void>>();
+  while (next < open.fileBytes || inflight.size > 0) {
+    while (next < open.fileBytes && inflight.size < window) {
+      const offset = next;
+      next += open.chunkBytes;
+      const p: Promise<void> = pullChunk(f, open.transferId, offset, verified).then(async ({ raw }) => {
+        raw.copy(image, offset);
+        done.add(offset);
+        while (done.has(verified)) verified = Math.min(open.fileBytes, verified + open.chunkBytes);
+        await between?.();
+        inflight.delete(p);
+      });
+      inflight.add(p);
+    }
+    await Promise.race(inflight);
+  }
+  return image;
+}

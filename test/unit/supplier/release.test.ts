@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ErrorCode } from '../../../src/errors.js';
 import { Supplier } from '../../../src/supplier/supplier.js';
+import { type FileLayer, realFileLayer } from '../../../src/util/file-layer.js';
 import { CACHE_ID, type Fixture, makeFixture, openSnapshot, pullChunk, waitUntil } from './helpers.js';
 
 async function write(f: Fixture, n: number, from = 0, valueBytes = 400): Promise<void> {
@@ -71,7 +72,7 @@ test('an idle snapshot is released after snapshotIdleTimeoutMs, a busy one is no
   assert.equal(slow.raw.length, open.chunkBytes, 'served although the wait was longer than the idle timeout');
   assert.ok(f.supplier.list()[0]!.throttleWaits >= 1);
   await waitUntil(() => f.supplier.list().length === 0, 'the idle release');
-  assert.equal(f.store.nodeWal.stats().reservations, 0);
+  await waitUntil(() => f.store.nodeWal.stats().reservations === 0, 'the reservation released'); // release finishes asynchronously
   assert.deepEqual(await tmpFiles(f), []);
   await assert.rejects(pullChunk(f, 'idle', 2 * open.chunkBytes, 0), { code: ErrorCode.ERR_SNAPSHOT_GONE });
 });
@@ -126,4 +127,56 @@ test('delta files left by a crashed run are removed when the supplier starts', a
   const again = new Supplier(f.host);
   t.after(() => again.close());
   await waitUntil(() => !existsSync(stale), 'the leftover delta removed');
+});
+
+test('at most chunkWindow chunks of a transfer are read at once, and a release waits for them', async (t) => {
+  let inFlight = 0;
+  let peak = 0;
+  const gate: Array<() => void> = [];
+  const slowReads: FileLayer = {
+    ...realFileLayer,
+    async open(p, flags) {
+      const file = await realFileLayer.open(p, flags);
+      if (!p.endsWith('.ptn')) return file;
+      return {
+        ...file,
+        path: file.path,
+        read: async (buf, off, len, pos) => {
+          inFlight++;
+          peak = Math.max(peak, inFlight);
+          await new Promise<void>((r) => gate.push(r));
+          try {
+            return await file.read(buf, off, len, pos);
+          } finally {
+            inFlight--;
+          }
+        },
+        write: file.write.bind(file), writev: file.writev.bind(file), sync: file.sync.bind(file), datasync: file.datasync.bind(file),
+        truncate: file.truncate.bind(file), size: file.size.bind(file), close: file.close.bind(file),
+      };
+    },
+  };
+  const f = await makeFixture(t, { rebalance: { chunkWindow: 3 } }, { fileLayer: slowReads });
+  await write(f, 1500);
+  const pump = setInterval(() => gate.splice(0).forEach((r) => r()), 2);
+  t.after(() => clearInterval(pump));
+  const open = await openSnapshot(f, 'win');
+  clearInterval(pump);
+  const n = Math.min(10, Math.floor(open.fileBytes / open.chunkBytes));
+  const settled = Promise.allSettled(Array.from({ length: n }, (_, i) => pullChunk(f, 'win', i * open.chunkBytes, 0)));
+  await waitUntil(() => inFlight === 3, 'three reads in flight');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(inFlight, 3, 'the fourth waits for a slot');
+  const released = f.call('snapshotRelease', { transferId: 'win', reason: 'test' });
+  let releasedDone = false;
+  void released.then(() => (releasedDone = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(releasedDone, false, 'the release waits for the reads in progress');
+  gate.splice(0).forEach((r) => r());
+  await released;
+  const results = await settled;
+  assert.equal(peak, 3);
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 3);
+  for (const r of results.filter((x) => x.status === 'rejected')) assert.equal((r as PromiseRejectedResult).reason.code, ErrorCode.ERR_SNAPSHOT_GONE);
+  assert.deepEqual(await tmpFiles(f), []);
 });

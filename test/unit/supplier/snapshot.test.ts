@@ -9,7 +9,7 @@ import type { Update } from '../../../src/store/store.js';
 import { crc32 } from '../../../src/util/crc32.js';
 import { rng, testSeed } from '../../helpers/tmp.js';
 import {
-  CACHE_ID, type Fixture, liveEntries, makeFixture, openSnapshot, pullChunk, pullRange, restoreImage, trailer,
+  CACHE_ID, type Fixture, liveEntries, makeFixture, openSnapshot, pullChunk, pullRange, pullWindowed, restoreImage, trailer,
 } from './helpers.js';
 
 interface Logged {
@@ -95,12 +95,39 @@ test('the image pulled while writes and checkpoints continue equals the checkpoi
   const open = await openSnapshot(f, 'tr-1');
   assert.ok(open.fileBytes >= 8 * open.chunkBytes, `seed ${seed}: a file of ${open.fileBytes} bytes gives several chunks`);
   const image = Buffer.alloc(open.fileBytes);
-  await pullRange(f, open, image, { between: () => new Promise((res) => setTimeout(res, 2)) });
+  await pullRange(f, open, image, {
+    between: async (offset) => {
+      for (let i = 0; i < 5; i++) await w.one(); // as well as the background writer, whatever the timing
+      if ((offset / open.chunkBytes) % 3 === 0) await f.store.checkpoint('test');
+    },
+  });
   const tr = await trailer(f, 'tr-1');
   await w.stop();
   assert.ok(f.supplier.counters.deltaPages > 0, `seed ${seed}: pages were overwritten during the transfer (${w.writes} writes)`);
   assert.equal(tr.fileBytes, open.fileBytes);
   assert.equal(tr.fileCrc, crc32(image), `seed ${seed}: trailer CRC is the CRC of the image`);
+  await checkImage(t, f, w, image, open);
+});
+
+test('the image is still exact with a window of chunk requests read in parallel under writes', async (t) => {
+  const f = await makeFixture(t, { rebalance: { chunkWindow: 4 } });
+  const seed = testSeed();
+  const w = new Writer(f, seed);
+  for (let i = 0; i < 2000; i++) await w.one();
+  await f.store.checkpoint('seed');
+  w.start(10);
+  const open = await openSnapshot(f, 'tr-win');
+  let answers = 0;
+  const image = await pullWindowed(f, open, 4, async () => {
+    // Besides the background writer: some writes and a checkpoint every few answers, so pages above
+    // the acknowledged offset surely get overwritten whatever the timing.
+    for (let i = 0; i < 5; i++) await w.one();
+    if (++answers % 3 === 0) await f.store.checkpoint('test');
+  });
+  const tr = await trailer(f, 'tr-win');
+  await w.stop();
+  assert.ok(f.supplier.counters.deltaPages > 0, `seed ${seed}: pages were overwritten during the transfer`);
+  assert.equal(tr.fileCrc, crc32(image), `seed ${seed}`);
   await checkImage(t, f, w, image, open);
 });
 
@@ -172,4 +199,24 @@ test('the trailer is right when chunks were served out of order', async (t) => {
   await f.store.checkpoint('test');
   assert.equal((await trailer(f, 'tr-order')).fileCrc, crc32(image));
   await checkImage(t, f, w, image, open);
+});
+
+test('the trailer reads what was never served; without a known boundary above the acknowledged offset it is ERR_SNAPSHOT_GONE', async (t) => {
+  const f = await makeFixture(t);
+  const w = new Writer(f, 17);
+  for (let i = 0; i < 600; i++) await w.one();
+  const open = await openSnapshot(f, 'tr-gap');
+  const c = open.chunkBytes;
+  const n = Math.ceil(open.fileBytes / c);
+  assert.ok(n >= 4);
+  const image = Buffer.alloc(open.fileBytes);
+  for (const i of [0, ...Array.from({ length: n - 2 }, (_, k) => k + 2)]) (await pullChunk(f, 'tr-gap', i * c, 0)).raw.copy(image, i * c);
+  const tr = await trailer(f, 'tr-gap'); // chunk 1 was never served: the supplier reads it itself
+  (await pullChunk(f, 'tr-gap', c, 0)).raw.copy(image, c);
+  assert.equal(tr.fileCrc, crc32(image));
+  const lost = await openSnapshot(f, 'tr-lost');
+  await pullChunk(f, 'tr-lost', 0, 0);
+  await pullChunk(f, 'tr-lost', 2 * c, 0);
+  await pullChunk(f, 'tr-lost', 3 * c, 3 * c);
+  await assert.rejects(trailer(f, 'tr-lost'), { code: ErrorCode.ERR_SNAPSHOT_GONE });
 });

@@ -28,6 +28,7 @@ import { connectClient } from '../src/cli/client.js';
 import { makeValue, seededRandom } from '../src/cli/load.js';
 import { formatVerifyResult, runVerify, type VerifyResult } from '../src/cli/verify.js';
 import type { Connection } from '../src/net/connection.js';
+import { normalizeTask, type ClusterStatus } from '../src/cli/status-format.js';
 import { BenchCluster } from './bench-cluster.js';
 import { renderCatchupChart } from './chart.js';
 import { FixedRateLoad, measureSustainedOpsPerSec, type FixedRateSummary, type PhaseSummary } from './fixed-rate.js';
@@ -97,21 +98,44 @@ if (!['redis', 'none'].includes(args.peer!)) throw new Error(`--peer must be red
 const CACHE = 'bench';
 const CONNECTIONS = 4;
 const IN_FLIGHT_MAX = 4096;
+const ACK_QUEUE_MAX = 65_536;
 const MiB = 1024 * 1024;
 const log = (line: string) => {
   if (!args.quiet) console.log(line);
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Appends to the ack log one line at a time (AckLogWriter wants one waiting append at a time) without
+ * making the write wait for the disk; past `ACK_QUEUE_MAX` queued lines the writes do wait.
+ */
+class AckQueue {
+  private tail: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private failure: unknown;
+  constructor(readonly writer: AckLogWriter) {}
+  async add(key: string, counter: number, digest: string): Promise<void> {
+    if (this.failure) throw this.failure;
+    this.queued++;
+    this.tail = this.tail.then(() => this.writer.append(key, counter, digest)).catch((err) => void (this.failure ??= err)).finally(() => void this.queued--);
+    if (this.queued > ACK_QUEUE_MAX) await this.tail;
+  }
+  async close(): Promise<void> {
+    await this.tail;
+    await this.writer.close();
+    if (this.failure) throw this.failure;
+  }
+}
+
 /** One write of the load to the ptn cluster: a random key, logged once acknowledged. */
-function ptnWriter(conns: Connection[], ack: AckLogWriter | undefined, seed: number): (seq: number) => Promise<void> {
+function ptnWriter(conns: Connection[], ack: AckQueue | undefined, seed: number): (seq: number) => Promise<void> {
   const random = seededRandom(seed);
   return async (seq) => {
     const i = Math.floor(random() * ENTRIES);
     const key = `k${i}`;
     const { value, json } = makeValue(i, seq + 1, VALUE_BYTES);
     const res = (await conns[seq % conns.length]!.request('put', { cache: CACHE, key, value })) as { counter: number };
-    if (ack) await ack.append(key, res.counter, valueDigest(json));
+    if (ack) await ack.add(key, res.counter, valueDigest(json));
   };
 }
 
@@ -122,6 +146,16 @@ function redisWriter(clients: RespClient[], seed: number): (seq: number) => Prom
     const i = Math.floor(random() * ENTRIES);
     await clients[seq % clients.length]!.call('SET', `k${i}`, makeValue(i, seq + 1, VALUE_BYTES).json);
   };
+}
+
+/** Tasks per path:phase in one status (progress lines). */
+function phaseCounts(s: ClusterStatus): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const raw of s.rebalance?.tasks ?? []) {
+    const t = normalizeTask(raw);
+    if (t) out[`${t.path ?? '?'}:${t.phase}`] = (out[`${t.path ?? '?'}:${t.phase}`] ?? 0) + 1;
+  }
+  return out;
 }
 
 const latencyLine = (name: string, p: PhaseSummary | undefined) =>
@@ -152,7 +186,7 @@ async function runPtn(root: string): Promise<PtnRun> {
     const rate = Math.max(1, Math.floor(Math.min(RATE, LOAD_SHARE * sustained)));
     log(`  ptn: the node sustains ${fmt(sustained)} writes/s (${SUSTAIN_CONCURRENCY} in flight); load rate ${fmt(rate)} ops/s = min(--rate ${RATE}, ${LOAD_SHARE} × sustained)`);
     const ackPath = path.join(root, 'acks.log');
-    const ack = new AckLogWriter(ackPath);
+    const ack = new AckQueue(new AckLogWriter(ackPath));
     const load = new FixedRateLoad({ ratePerSec: rate, inFlightMax: IN_FLIGHT_MAX, issue: ptnWriter(conns, ack, SEED) });
     load.start();
     await sleep(BEFORE_SEC * 1000);
@@ -160,7 +194,7 @@ async function runPtn(root: string): Promise<PtnRun> {
     let lastLine = '';
     const joined = await bc.join({
       onStatus: (s) => {
-        const line = `  ptn: joining, ${s.rebalance?.partitionsLeft ?? '?'} copies MOVING`;
+        const line = `  ptn: joining, ${s.rebalance?.partitionsLeft ?? '?'} copies MOVING, phases ${JSON.stringify(phaseCounts(s))}`;
         if (line !== lastLine) log((lastLine = line));
       },
     });

@@ -18,6 +18,7 @@ import { scrapeMetrics } from './lib.js';
 
 /** Name of the resident-memory metric of a node process (prom-client default metrics, ptn prefix). */
 export const RSS_METRIC = 'ptn_process_resident_memory_bytes';
+const STATUS_TIMEOUT_MS = 10_000;
 
 /** What was seen while a node joined. */
 export interface JoinObservation {
@@ -33,8 +34,9 @@ export interface JoinObservation {
   fenceMsMax?: number;
   /** RSS of the joining node: before the join was seen moving data, and the peak during it. */
   rss?: { beforeBytes: number; peakBytes: number; samples: number };
-  /** Status polls made. */
+  /** Status polls answered, and those that timed out (a node too busy to answer in time). */
   polls: number;
+  statusTimeouts: number;
 }
 
 /** Options of a watch. */
@@ -63,6 +65,7 @@ export class JoinWatch {
   private rssLoop: Promise<void> | undefined;
   private done = false;
   private polls = 0;
+  private statusTimeouts = 0;
   private t0 = 0;
 
   constructor(private readonly o: JoinWatchOptions) {}
@@ -101,7 +104,15 @@ export class JoinWatch {
     let seconds: number;
     try {
       for (;;) {
-        const s = await requestStatus(this.o.conn, 30_000);
+        let s: ClusterStatus;
+        try {
+          s = await requestStatus(this.o.conn, STATUS_TIMEOUT_MS);
+        } catch (err) {
+          // A node busy with the join may answer late; a missed poll is counted, not fatal.
+          if ((err as { code?: string }).code !== 'ERR_REQUEST_TIMEOUT' || Date.now() > deadline) throw err;
+          this.statusTimeouts++;
+          continue;
+        }
         this.polls++;
         this.observe(s);
         this.o.onStatus?.(s);
@@ -143,6 +154,7 @@ export class JoinWatch {
       fenceMsMax: this.fenceMax,
       rss: this.rssBefore !== undefined ? { beforeBytes: this.rssBefore, peakBytes: this.rssPeak, samples: this.rssSamples } : undefined,
       polls: this.polls,
+      statusTimeouts: this.statusTimeouts,
     };
   }
 }

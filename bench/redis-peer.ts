@@ -92,7 +92,7 @@ export function parseReply(buf: Buffer, pos: number): { value: RespValue; next: 
 
 /** A pipelining RESP2 client over one TCP connection; see the file comment. */
 export class RespClient {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private readonly pending: Array<{ resolve: (v: RespValue) => void; reject: (e: Error) => void }> = [];
   private failure: Error | undefined;
 

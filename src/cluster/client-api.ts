@@ -157,7 +157,12 @@ export function registerClientApi(node: ClusterNode): void {
     return { cache, topologyVersion: node.topology().version, unreachable: [...all].filter(([, r]) => r === undefined).map(([id]) => id), partitions };
   });
 
-  h.set('localStatus', () => ({ nodeId: node.selfId, tasks: node.rebalancer.list(), store: node.store.stats().wal }));
+  h.set('localStatus', () => ({
+    nodeId: node.selfId,
+    tasks: node.demander ? node.demander.list() : node.rebalancer.list(),
+    supplying: node.supplier?.list() ?? [],
+    counters: { demander: node.demander?.counters, supplier: node.supplier?.counters },
+  }));
   h.set('status', async () => buildStatus(node, await gather('localStatus', {})));
 
   h.set('checkpoint', async () => {
@@ -192,11 +197,14 @@ export function buildStatus(node: ClusterNode, perNode?: Map<string, Body | unde
     });
   }
   const tasks: unknown[] = [];
+  const supplying: unknown[] = [];
   for (const [nodeId, r] of perNode ?? []) {
-    for (const task of (r as { tasks?: Array<Record<string, unknown>> } | undefined)?.tasks ?? []) {
+    const local = r as { tasks?: Array<Record<string, unknown>>; supplying?: Array<Record<string, unknown>> } | undefined;
+    for (const task of local?.tasks ?? []) {
       tasks.push({ node: nodeId, path: 'full', ...task });
       total++;
     }
+    for (const tr of local?.supplying ?? []) supplying.push({ node: nodeId, ...tr });
   }
   return {
     nodeId: node.selfId,
@@ -207,7 +215,7 @@ export function buildStatus(node: ClusterNode, perNode?: Map<string, Body | unde
     nodes: t.nodes,
     caches: t.caches,
     partitions,
-    rebalance: { partitionsLeft: left, partitionsTotal: Math.max(total, left), tasks },
+    rebalance: { partitionsLeft: left, partitionsTotal: Math.max(total, left), tasks, supplying },
     lostPartitions: lostPartitions(t),
     unreachable: [...(perNode ?? [])].filter(([, r]) => r === undefined).map(([id]) => id),
   };

@@ -32,25 +32,41 @@ export class NodeMetrics {
       for (const parts of Object.values(n.topology().partitions)) for (const pc of parts) left += Object.values(pc.copies).filter((s) => s === 'MOVING').length;
       return left;
     });
-    gauge('ptn_rebalance_partitions_total', 'Rebalance tasks known to this node.', () => (ready() ? n.rebalancer.list().length : undefined));
+    gauge('ptn_rebalance_partitions_total', 'Rebalance tasks known to this node (as demander).', () => (ready() ? (n.demander?.list().length ?? n.rebalancer.list().length) : undefined));
     new client.Gauge({
       name: 'ptn_rebalance_bytes_received',
-      help: 'Bytes received by rebalancing, by path.',
+      help: 'Bytes received by rebalancing on this node, by path (file, historical, full).',
       labelNames: ['path'],
       registers: [this.registry],
       collect() {
-        if (ready()) this.set({ path: 'full' }, n.rebalancer.bytesReceived);
+        if (!ready()) return;
+        const by = n.demander?.counters.bytesReceived ?? { file: 0, historical: 0, full: n.rebalancer.bytesReceived };
+        for (const [path, v] of Object.entries(by)) this.set({ path }, v);
       },
     });
     new client.Gauge({
       name: 'ptn_rebalance_bytes_sent',
-      help: 'Bytes sent by rebalancing, by path.',
+      help: 'Bytes sent by rebalancing from this node, by path (file: snapshot chunks, historical: WAL history, full: entry batches).',
       labelNames: ['path'],
       registers: [this.registry],
       collect() {
-        if (ready()) this.set({ path: 'full' }, n.rebalancer.bytesSent);
+        if (!ready()) return;
+        this.set({ path: 'full' }, n.rebalancer.bytesSent);
+        if (n.supplier) {
+          this.set({ path: 'file' }, n.supplier.counters.bytesSent);
+          this.set({ path: 'historical' }, n.supplier.counters.historyBytesSent);
+        }
       },
     });
+    gauge('ptn_rebalance_temp_wal_bytes', 'Bytes in the temporary (catch-up) WALs of partitions being received.', () =>
+      ready() && n.demander ? n.demander.list().reduce((a, t) => a + (t.tempWalBytes ?? 0), 0) : undefined,
+    );
+    gauge('ptn_rebalance_replay_lag_records', 'Records the temporary-WAL replays still have to apply (sum over partitions).', () =>
+      ready() && n.demander ? n.demander.list().reduce((a, t) => a + (t.replayLagRecords ?? 0), 0) : undefined,
+    );
+    gauge('ptn_rebalance_fence_pause_ms', 'Length of the last replay fence (writes to that partition paused).', () => (ready() ? n.demander?.counters.lastFenceMs : undefined));
+    gauge('ptn_rebalance_bytes_not_resent', 'Verified bytes a resumed transfer did not have to receive again.', () => (ready() ? n.demander?.counters.bytesNotResent : undefined));
+    gauge('ptn_rebalance_transfers_supplying', 'Snapshots this node is serving right now.', () => (ready() && n.supplier ? n.supplier.list().length : undefined));
     gauge('ptn_rebalance_throttle_bytes_per_second', 'Rebalance byte-rate limit in force (0 = none).', () => n.config.rebalance.throttleBytesPerSec);
     gauge('ptn_writes_primary', 'Writes this node applied as the primary.', () => (ready() ? n.writes.counts.primaryWrites : undefined));
     gauge('ptn_writes_replica_applied', 'Replicated writes this node applied as a copy.', () => (ready() ? n.writes.counts.replicaApplied : undefined));

@@ -13,8 +13,9 @@ import { ClusterManager } from '../src/cli/cluster-manager.js';
 import { readClusterFile, writeClusterFile } from '../src/cli/cluster-file.js';
 import type { ClusterNodeEntry } from '../src/cli/cluster-file.js';
 import { connectClient } from '../src/cli/client.js';
-import { runLoad } from '../src/cli/load.js';
+import { makeValue, runLoad } from '../src/cli/load.js';
 import { findFreeBasePort } from '../src/cli/processes.js';
+import { binPtnPath } from '../src/cli/paths.js';
 import type { Connection } from '../src/net/connection.js';
 import { JoinWatch, type JoinObservation } from './join-watch.js';
 
@@ -31,6 +32,10 @@ export interface BenchClusterOptions {
   /** Extra `rebalance` settings of every node (also the joining ones). */
   rebalance?: Record<string, unknown>;
   progress?: (line: string) => void;
+  /** Log level of the nodes (default warn; info shows every task phase and checkpoint with its time). */
+  nodeLogLevel?: string;
+  /** Write a V8 CPU profile of every node process into this directory (nodes are then stopped with SIGTERM so they write it). */
+  cpuProfDir?: string;
 }
 
 /** A started cluster of one node, with one client connection to it. */
@@ -40,18 +45,20 @@ export class BenchCluster {
   private constructor(
     readonly manager: ClusterManager,
     readonly conn: Connection,
+    private readonly profiling: boolean,
   ) {}
 
   /** Starts the first node (logs at warn, WAL durability as asked, background by default). */
   static async open(o: BenchClusterOptions): Promise<BenchCluster> {
-    const manager = new ClusterManager({ dir: path.join(o.dir, 'cluster'), progress: o.progress });
+    const nodeCommand = o.cpuProfDir ? [process.execPath, '--cpu-prof', '--cpu-prof-dir', path.resolve(o.cpuProfDir), binPtnPath()] : undefined;
+    const manager = new ClusterManager({ dir: path.join(o.dir, 'cluster'), progress: o.progress, nodeCommand });
     try {
       const basePort = o.basePort ?? (await findFreeBasePort(o.nodesMax + 1));
       await manager.up({
         nodes: 1,
         basePort,
         nodeConfig: {
-          logLevel: 'warn',
+          logLevel: o.nodeLogLevel ?? 'warn',
           wal: { durability: o.durability ?? 'background' },
           storage: { pageCacheBytesMax: o.pageCacheBytesMax ?? 512 * MiB },
           net: { requestTimeoutMs: 60_000 },
@@ -60,7 +67,7 @@ export class BenchCluster {
         timeoutMs: 120_000,
       });
       const conn = await connectClient(manager.clientSettings(60_000));
-      return new BenchCluster(manager, conn);
+      return new BenchCluster(manager, conn, o.cpuProfDir !== undefined);
     } catch (err) {
       await manager.killAll().catch(() => undefined);
       throw err;
@@ -72,9 +79,10 @@ export class BenchCluster {
     return readClusterFile(this.manager.dir)!.nodes[0]!;
   }
 
-  /** Creates `cache` with `partitions` partitions and one backup (a joining node receives every partition). */
-  async createCache(cache: string, partitions: number): Promise<void> {
-    await this.conn.request('cacheCreate', { name: cache, partitions, backups: 1 });
+  /** Creates `cache` with `partitions` partitions and one backup (a joining node receives every partition); returns its cache id. */
+  async createCache(cache: string, partitions: number): Promise<number> {
+    const r = (await this.conn.request('cacheCreate', { name: cache, partitions, backups: 1 })) as { cache?: { cacheId?: number } };
+    return r.cache?.cacheId ?? -1;
   }
 
   /** Fills keys k0..k(n-1) with JSON values of `valueBytes` (runLoad's fill); returns puts/s. */
@@ -82,6 +90,21 @@ export class BenchCluster {
     const r = await runLoad({ settings: this.manager.clientSettings(60_000), entries: n, valueBytes, cache, concurrency, attemptsMax: 20 });
     if (r.failed > 0) throw new Error(`fill: ${r.failed} writes failed (${JSON.stringify(r.errorsByCode)})`);
     return r.opsPerSec;
+  }
+
+  /**
+   * Writes keys k`from`..k`to-1` with the values runLoad would write (JSON of `valueBytes`),
+   * `concurrency` at a time on the bench connection; returns puts/s.
+   */
+  async fillRange(cache: string, from: number, to: number, valueBytes: number, concurrency = 128): Promise<number> {
+    let next = from;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        for (let i = next++; i < to; i = next++) await this.conn.request('put', { cache, key: `k${i}`, value: makeValue(i, 0, valueBytes).value });
+      }),
+    );
+    return (to - from) / ((performance.now() - t0) / 1000);
   }
 
   /** Checkpoints the first node and returns the size of its partition files of `cacheId` (or all). */
@@ -117,7 +140,7 @@ export class BenchCluster {
 
   /** Kills a joined node and waits until the first node is alone and rebalanced again; removes its data. */
   async remove(entry: ClusterNodeEntry): Promise<void> {
-    await this.manager.stop(entry.id, { kill: true, wait: false });
+    await this.manager.stop(entry.id, { kill: !this.profiling, wait: false });
     const deadline = Date.now() + 120_000;
     for (;;) {
       const s = (await this.conn.request('status', {}, { timeoutMs: 30_000 })) as { nodes: unknown[]; rebalanced: boolean };
@@ -133,6 +156,7 @@ export class BenchCluster {
     if (this.closed) return;
     this.closed = true;
     await this.conn.close().catch(() => undefined);
+    if (this.profiling) await this.manager.down({ timeoutMs: 30_000 }).catch(() => undefined); // SIGTERM: profiles are written at exit
     await this.manager.killAll().catch(() => undefined);
   }
 }
@@ -145,6 +169,28 @@ export async function partitionFiles(dataDir: string): Promise<string[]> {
   const caches = path.join(dataDir, 'caches');
   for (const c of await fs.readdir(caches).catch(() => [] as string[])) {
     for (const f of await fs.readdir(path.join(caches, c))) if (f.endsWith('.ptn')) out.push(path.join(caches, c, f));
+  }
+  return out;
+}
+
+/**
+ * Warnings and errors (pino level ≥ 40) in the logs of the cluster's nodes, counted by message:
+ * what a node complained about during a run (e.g. topology changes that timed out waiting for acks).
+ */
+export async function logComplaints(clusterDir: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const cf = readClusterFile(clusterDir);
+  for (const n of cf?.nodes ?? []) {
+    const text = await fs.readFile(n.logPath, 'utf8').catch(() => '');
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const o = JSON.parse(line) as { level?: number; msg?: string };
+        if ((o.level ?? 0) >= 40) out[`${n.id}: ${o.msg ?? '?'}`] = (out[`${n.id}: ${o.msg ?? '?'}`] ?? 0) + 1;
+      } catch {
+        /* a torn last line */
+      }
+    }
   }
   return out;
 }

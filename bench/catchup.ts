@@ -15,8 +15,8 @@
  *      redis-server is told REPLICAOF (diskless send on the master) and timed until INFO
  *      replication says master_link_status:up and master_sync_in_progress:0.
  *
- * Defaults finish in about 2 minutes on the 2-core development machine (200k entries, about
- * 200 MiB); the issue's size is --entries 1000000. Results: bench/results/catchup.json and
+ * Defaults finish in about 2 minutes on the 2-core development machine (100k entries: about
+ * 190 MiB of partition files, 100 MiB in Redis); the issue's size is --entries 1000000. Results: bench/results/catchup.json and
  * bench/results/catchup.svg.
  */
 import fs from 'node:fs/promises';
@@ -29,10 +29,10 @@ import { makeValue, seededRandom } from '../src/cli/load.js';
 import { formatVerifyResult, runVerify, type VerifyResult } from '../src/cli/verify.js';
 import type { Connection } from '../src/net/connection.js';
 import { normalizeTask, type ClusterStatus } from '../src/cli/status-format.js';
-import { BenchCluster } from './bench-cluster.js';
+import { BenchCluster, logComplaints } from './bench-cluster.js';
 import { renderCatchupChart } from './chart.js';
 import { FixedRateLoad, measureSustainedOpsPerSec, type FixedRateSummary, type PhaseSummary } from './fixed-rate.js';
-import type { JoinObservation } from './join-watch.js';
+import { phaseBreakdown, type JoinObservation } from './join-watch.js';
 import { fmt, writeResults } from './lib.js';
 import { findRedisServer, REDIS_INSTALL_HINT, RedisServer, redisFill, replicaInSync, RespClient } from './redis-peer.js';
 
@@ -40,7 +40,7 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
 
   npm run bench:catchup -- [flags]
 
-  --entries N             entries the node holds (default 200000: about 2 minutes in all on
+  --entries N             entries the node holds (default 100000: about 2 minutes in all on
                           2 cores; the issue's size is 1000000)
   --value-bytes B         bytes of each value's JSON (default 1000)
   --partitions P          partitions of the cache (default 16)
@@ -50,16 +50,20 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
   --sustain-concurrency C writes in flight during the probe (default 256)
   --before-sec S          load before the join starts (default 10)
   --after-sec S           load after every partition is OWNING (default 3)
+  --in-flight-max N       writes outstanding at most; a write waiting for a slot counts that wait in
+                          its latency (default 128: above 256 a node's peer link fills up, see README)
   --durability MODE       WAL durability of the nodes: background (default, like Redis without AOF) or fsync
   --peer redis|none       also run a Redis replica full sync (needs redis-server on the PATH)
   --seed N                seed of the load's key choice
   --base-port P --dir DIR --json FILE (default bench/results/catchup.json; the chart goes next to it)
+  --cpu-prof DIR          write a V8 CPU profile of every node process into DIR
+  --node-log-level L      log level of the nodes (default warn; info logs every phase; logs stay in --dir)
   --quiet                 only the summary
 `;
 
 const { values: args } = parseArgs({
   options: {
-    entries: { type: 'string', default: '200000' },
+    entries: { type: 'string', default: '100000' },
     'value-bytes': { type: 'string', default: '1000' },
     partitions: { type: 'string', default: '16' },
     rate: { type: 'string', default: '30000' },
@@ -68,12 +72,15 @@ const { values: args } = parseArgs({
     'sustain-concurrency': { type: 'string', default: '256' },
     'before-sec': { type: 'string', default: '10' },
     'after-sec': { type: 'string', default: '3' },
+    'in-flight-max': { type: 'string', default: '128' },
     durability: { type: 'string', default: 'background' },
     peer: { type: 'string', default: 'none' },
     seed: { type: 'string' },
     'base-port': { type: 'string' },
     dir: { type: 'string' },
     json: { type: 'string', default: path.join('bench', 'results', 'catchup.json') },
+    'cpu-prof': { type: 'string' },
+    'node-log-level': { type: 'string', default: 'warn' },
     quiet: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -97,7 +104,7 @@ if (!['fsync', 'background'].includes(DURABILITY)) throw new Error(`--durability
 if (!['redis', 'none'].includes(args.peer!)) throw new Error(`--peer must be redis or none, got ${args.peer}`);
 const CACHE = 'bench';
 const CONNECTIONS = 4;
-const IN_FLIGHT_MAX = 4096;
+const IN_FLIGHT_MAX = Number(args['in-flight-max']);
 const ACK_QUEUE_MAX = 65_536;
 const MiB = 1024 * 1024;
 const log = (line: string) => {
@@ -169,12 +176,16 @@ interface PtnRun {
   joinSeconds: number;
   joinSecondsFromStart: number;
   join: Omit<JoinObservation, 'tasks'> & { tasks: unknown[] };
+  /** Seconds tasks spent in each phase (median, max, sum over tasks). */
+  phases: ReturnType<typeof phaseBreakdown>;
   load: FixedRateSummary;
   verify: VerifyResult;
+  /** Warnings the nodes logged, by message. */
+  nodeComplaints: Record<string, number>;
 }
 
 async function runPtn(root: string): Promise<PtnRun> {
-  const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
+  const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
   const conns: Connection[] = [];
   try {
     await bc.createCache(CACHE, PARTITIONS);
@@ -192,10 +203,14 @@ async function runPtn(root: string): Promise<PtnRun> {
     await sleep(BEFORE_SEC * 1000);
     load.phase('during');
     let lastLine = '';
+    let lastAt = 0;
     const joined = await bc.join({
       onStatus: (s) => {
         const line = `  ptn: joining, ${s.rebalance?.partitionsLeft ?? '?'} copies MOVING, phases ${JSON.stringify(phaseCounts(s))}`;
-        if (line !== lastLine) log((lastLine = line));
+        if (line !== lastLine && performance.now() - lastAt >= 1000) {
+          log((lastLine = line));
+          lastAt = performance.now();
+        }
       },
     });
     load.phase('after');
@@ -205,7 +220,10 @@ async function runPtn(root: string): Promise<PtnRun> {
     const verify = await runVerify({ settings: bc.manager.clientSettings(60_000), ackLogPath: ackPath, ackCache: CACHE, waitRebalancedMs: 120_000, concurrency: 64 });
     log(formatVerifyResult(verify).trimEnd().replace(/^/gm, '  '));
     const { tasks, ...rest } = joined.obs;
+    const nodeComplaints = await logComplaints(bc.manager.dir);
     return {
+      phases: phaseBreakdown(tasks),
+      nodeComplaints,
       fillPutsPerSec,
       fileBytes: bytes,
       sustainedOpsPerSec: sustained,
@@ -286,11 +304,14 @@ try {
   const ptn = await runPtn(root);
   log(`  ptn: every partition OWNING ${fmt(ptn.joinSeconds)} s after the node was healthy (${fmt(ptn.joinSecondsFromStart)} s from its start); paths ${JSON.stringify(ptn.join.paths)}`);
   log(`  ptn: temp-WAL peak ${ptn.join.tempWalPeakBytes === undefined ? 'n/a' : `${fmt(ptn.join.tempWalPeakBytes / MiB)} MiB`}; fence pause max ${ptn.join.fenceMsMax === undefined ? 'n/a' : `${fmt(ptn.join.fenceMsMax)} ms`}`);
-  log('  ptn write latency (from each write\'s due time):');
+  log(`  ptn: seconds per task phase (median / max over ${ptn.join.tasks.length} tasks): ${Object.entries(ptn.phases).map(([k, v]) => `${k} ${fmt(v.medianSec)}/${fmt(v.maxSec)}`).join(', ')}`);
+  const complaints = Object.entries(ptn.nodeComplaints);
+  if (complaints.length) log(`  ptn: node warnings: ${complaints.map(([k, n]) => `${n}× ${k}`).join('; ')}`);
+  log(`  ptn write latency (from each write's due time; worst scheduling delay ${fmt(ptn.load.behindMaxMs)} ms, ${ptn.load.dueNotSent} writes due but never sent):`);
   for (const ph of ['before', 'during', 'after']) log(latencyLine(ph, ptn.load.phases[ph]));
   const redis = redisBin ? await runRedis(root, redisBin, ptn.rate) : undefined;
   if (redis) {
-    log('  redis write latency:');
+    log(`  redis write latency (worst scheduling delay ${fmt(redis.load.behindMaxMs)} ms, ${redis.load.dueNotSent} writes due but never sent):`);
     for (const ph of ['before', 'during', 'after']) log(latencyLine(ph, redis.load.phases[ph]));
   }
   const p99 = (r: { load: FixedRateSummary } | undefined, ph: string) => r?.load.phases[ph]?.p99Ms;
@@ -307,7 +328,7 @@ try {
     bench: 'catchup',
     when: new Date().toISOString(),
     host: { cpus: os.cpus().length, node: process.version },
-    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, seed: SEED, peer: args.peer },
+    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX },
     rate: ptn.rate,
     ptn: { ...ptn, join: { ...ptn.join, tempWalPeakBytes: ptn.join.tempWalPeakBytes ?? null, fenceMsMax: ptn.join.fenceMsMax ?? null } },
     redis: redis ?? { skipped: args.peer === 'redis' ? REDIS_INSTALL_HINT : 'not asked (--peer redis)' },

@@ -54,20 +54,20 @@ export function renderStorageChart(r: Doc, file: string): Promise<string> {
     { mode: 'background', opsPerSec: r.puts?.background?.opsPerSec },
   ];
   const ratios: Row[] = [
-    { what: 'checkpoint ÷ raw fsync write', ratio: r.checkpoint?.ratio, target: 0.7, goal: '≥' },
-    { what: 'open 1M ÷ open 10k entries', ratio: r.open?.ratio, target: 2, goal: '≤' },
+    { what: 'checkpoint/raw', ratio: r.checkpoint?.ratio, target: 0.7 },
+    { what: 'open large/small', ratio: r.open?.ratio, target: 2 },
   ];
   return renderVegaLite(
     {
       title: `bench:storage (${r.when ?? ''})`,
       hconcat: [
-        bars('put throughput (ops/s)', puts, { field: 'mode', type: 'nominal', title: null, axis: { labelAngle: 0 } }, { field: 'opsPerSec', type: 'quantitative', title: 'ops/s' }),
+        bars('put throughput (ops/s)', puts, { field: 'mode', type: 'nominal', title: null, axis: { labelAngle: 0, labelLimit: 200 } }, { field: 'opsPerSec', type: 'quantitative', title: 'ops/s' }),
         {
-          title: 'ratios (tick = target)',
+          title: 'ratios (red tick = target: checkpoint ≥, open ≤)',
           width: 260,
           height: 180,
           data: { values: ratios },
-          encoding: { x: { field: 'what', type: 'nominal', title: null, axis: { labelAngle: 0, labelLimit: 130 } } },
+          encoding: { x: { field: 'what', type: 'nominal', title: null, axis: { labelAngle: 0, labelLimit: 200 } } },
           layer: [
             { mark: { type: 'bar', tooltip: true }, encoding: { y: { field: 'ratio', type: 'quantitative', title: 'ratio' } } },
             { mark: { type: 'tick', color: 'firebrick', thickness: 3, size: 50 }, encoding: { y: { field: 'target', type: 'quantitative' } } },
@@ -115,7 +115,7 @@ export function renderTransferChart(r: Doc, file: string): Promise<string> {
 
 /** bench:catchup — time until in sync (ptn join vs Redis full sync) and write latency by phase. */
 export function renderCatchupChart(r: Doc, file: string): Promise<string> {
-  const times: Row[] = [{ system: 'ptn join (all OWNING)', seconds: r.ptn?.joinSeconds }];
+  const times: Row[] = [{ system: 'ptn join', seconds: r.ptn?.joinSeconds }];
   if (typeof r.redis?.syncSeconds === 'number') times.push({ system: 'Redis full sync', seconds: r.redis.syncSeconds });
   const lat: Row[] = [];
   for (const [system, run] of [['ptn', r.ptn], ['Redis', r.redis]] as const) {
@@ -129,15 +129,14 @@ export function renderCatchupChart(r: Doc, file: string): Promise<string> {
     {
       title: `bench:catchup — ${r.params?.entries ?? '?'} entries × ${r.params?.valueBytes ?? '?'} B, load ${Math.round(r.rate ?? 0)} writes/s`,
       hconcat: [
-        bars('seconds until the new copy is in sync', times, { field: 'system', type: 'nominal', title: null, axis: { labelAngle: 0 } }, { field: 'seconds', type: 'quantitative', title: 's' }, {
-          color: { field: 'system', type: 'nominal', legend: null },
-        }),
+        bars('seconds until the new copy is in sync', times, { field: 'system', type: 'nominal', title: null, axis: { labelAngle: 0 } }, { field: 'seconds', type: 'quantitative', title: 's' }),
         {
           title: 'write latency (ms, log scale) before / during / after',
-          data: { values: lat },
-          width: 110,
+          // Points, not bars: a bar has no base on a log scale, and latencies span 1 ms to seconds.
+          data: { values: lat.filter((row) => typeof row.ms === 'number' && (row.ms as number) > 0) },
+          width: 170,
           height: 180,
-          mark: { type: 'bar', tooltip: true },
+          mark: { type: 'point', filled: true, size: 90, tooltip: true },
           encoding: {
             column: { field: 'system', type: 'nominal', title: null },
             x: { field: 'phase', type: 'nominal', sort: ['before', 'during', 'after'], title: null, axis: { labelAngle: 0 } },
@@ -147,6 +146,7 @@ export function renderCatchupChart(r: Doc, file: string): Promise<string> {
           },
         },
       ],
+      resolve: { scale: { x: 'independent', xOffset: 'independent', color: 'independent' } },
     },
     file,
   );

@@ -49,6 +49,8 @@ export interface FixedRateSummary {
   errorsByCode: Record<string, number>;
   /** How late the scheduler issued an operation at worst (its own lag or the in-flight bound). */
   behindMaxMs: number;
+  /** Operations that were due by the stop but never sent (the load was that far behind). */
+  dueNotSent: number;
   phases: Record<string, PhaseSummary>;
 }
 
@@ -150,6 +152,7 @@ export class FixedRateLoad {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     const end = performance.now();
+    const dueNotSent = Math.max(0, Math.floor((end - this.t0) / this.intervalMs) - this.issued);
     const cur = this.phases.at(-1);
     if (cur && cur.endMs === undefined) cur.endMs = end;
     if (this.inFlight > 0) await new Promise<void>((r) => (this.idle = r));
@@ -162,6 +165,7 @@ export class FixedRateLoad {
       errors: this.errors,
       errorsByCode: { ...this.errorsByCode },
       behindMaxMs: this.behindMaxMs,
+      dueNotSent,
       phases,
     };
   }

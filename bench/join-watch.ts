@@ -18,12 +18,16 @@ import { scrapeMetrics } from './lib.js';
 
 /** Name of the resident-memory metric of a node process (prom-client default metrics, ptn prefix). */
 export const RSS_METRIC = 'ptn_process_resident_memory_bytes';
+/** What prom-client's default metrics with the `ptn_process_` prefix actually call it. */
+export const RSS_METRIC_PREFIXED = 'ptn_process_process_resident_memory_bytes';
 const STATUS_TIMEOUT_MS = 10_000;
 
 /** What was seen while a node joined. */
 export interface JoinObservation {
   /** Seconds from `start()` until the cluster listed `nodes` nodes and was rebalanced. */
   seconds: number;
+  /** Epoch ms of the status that first said so (to compare with task phase times, also epoch ms). */
+  rebalancedAtMs: number;
   /** Last sight of every task, by `node/cache/partition`. */
   tasks: RebalanceTask[];
   /** Paths the tasks took, with counts. */
@@ -74,7 +78,8 @@ export class JoinWatch {
   async sampleRss(): Promise<number | undefined> {
     if (!this.o.joiningAdmin) return undefined;
     try {
-      const v = (await scrapeMetrics(this.o.joiningAdmin)).get(RSS_METRIC);
+      const m = await scrapeMetrics(this.o.joiningAdmin);
+      const v = m.get(RSS_METRIC) ?? m.get(RSS_METRIC_PREFIXED);
       if (v === undefined) return undefined;
       this.rssSamples++;
       this.rssBefore ??= v;
@@ -102,6 +107,7 @@ export class JoinWatch {
   async untilRebalanced(): Promise<JoinObservation> {
     const deadline = Date.now() + (this.o.timeoutMs ?? 3_600_000);
     let seconds: number;
+    let rebalancedAtMs: number;
     try {
       for (;;) {
         let s: ClusterStatus;
@@ -118,6 +124,7 @@ export class JoinWatch {
         this.o.onStatus?.(s);
         if (s.nodes.length === this.o.nodes && s.rebalanced) {
           seconds = (performance.now() - this.t0) / 1000;
+          rebalancedAtMs = Date.now();
           break;
         }
         if (Date.now() > deadline) throw new Error(`join not rebalanced in time (${s.rebalance?.partitionsLeft ?? '?'} copies left)`);
@@ -127,7 +134,7 @@ export class JoinWatch {
       this.done = true;
       await this.rssLoop;
     }
-    return this.result(seconds);
+    return this.result(seconds, rebalancedAtMs);
   }
 
   private observe(s: ClusterStatus): void {
@@ -142,12 +149,13 @@ export class JoinWatch {
     if (tempWal !== undefined) this.tempWalPeak = Math.max(this.tempWalPeak ?? 0, tempWal);
   }
 
-  private result(seconds: number): JoinObservation {
+  private result(seconds: number, rebalancedAtMs: number): JoinObservation {
     const tasks = [...this.tasks.values()];
     const paths: Record<string, number> = {};
     for (const t of tasks) paths[t.path ?? 'unknown'] = (paths[t.path ?? 'unknown'] ?? 0) + 1;
     return {
       seconds,
+      rebalancedAtMs,
       tasks,
       paths,
       tempWalPeakBytes: this.tempWalPeak,
@@ -167,4 +175,37 @@ export function phaseSpanSec(t: RebalanceTask, from: string, to: string): number
   const a = t.phaseTimes[from];
   const b = t.phaseTimes[to];
   return a !== undefined && b !== undefined && b >= a ? (b - a) / 1000 : undefined;
+}
+
+/** Seconds tasks spent in each phase: median, max and sum over tasks (from their phase times). */
+export function phaseBreakdown(tasks: readonly RebalanceTask[]): Record<string, { medianSec: number; maxSec: number; sumSec: number; tasks: number }> {
+  const spans = new Map<string, number[]>();
+  for (const t of tasks) {
+    const entered = Object.entries(t.phaseTimes).sort((a, b) => a[1] - b[1]);
+    for (let i = 0; i + 1 < entered.length; i++) {
+      const [phase, at] = entered[i]!;
+      const list = spans.get(phase) ?? [];
+      list.push((entered[i + 1]![1] - at) / 1000);
+      spans.set(phase, list);
+    }
+  }
+  const out: Record<string, { medianSec: number; maxSec: number; sumSec: number; tasks: number }> = {};
+  for (const [phase, list] of spans) {
+    const s = [...list].sort((a, b) => a - b);
+    const mid = Math.floor(s.length / 2);
+    out[phase] = {
+      medianSec: s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2,
+      maxSec: s.at(-1)!,
+      sumSec: s.reduce((a, b) => a + b, 0),
+      tasks: s.length,
+    };
+  }
+  return out;
+}
+
+/** A task's phase times as ms after its first one (readable in results files). */
+export function relativePhaseTimes(t: RebalanceTask | undefined): Record<string, number> | undefined {
+  if (!t) return undefined;
+  const t0 = Math.min(...Object.values(t.phaseTimes));
+  return Object.fromEntries(Object.entries(t.phaseTimes).sort((a, b) => a[1] - b[1]).map(([k, v]) => [k, v - t0]));
 }

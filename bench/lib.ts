@@ -185,9 +185,3 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Percentiles of a list of numbers (nearest rank); 0 for an empty list. */
-export function percentileOf(xs: readonly number[], p: number): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}

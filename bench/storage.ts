@@ -19,6 +19,7 @@ import { defaultConfig } from '../src/config.js';
 import { Store } from '../src/store/store.js';
 import { PageMemory } from '../src/pagememory/page-memory.js';
 import { rawFsyncWriteMBps, writeResults, median, fmt } from './lib.js';
+import { renderStorageChart } from './chart.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -170,4 +171,5 @@ const openLarge = await timeOpen(largeFile);
 results.open = { smallEntries: OPEN_SMALL, largeEntries: OPEN_LARGE, smallMs: openSmall, largeMs: openLarge, ratio: openLarge / openSmall };
 console.log(`partition open: ${OPEN_SMALL} entries ${openSmall.toFixed(3)} ms, ${OPEN_LARGE} entries ${openLarge.toFixed(3)} ms = ratio ${(openLarge / openSmall).toFixed(2)} (target <= 2)`);
 await writeResults(args.json!, results);
+await renderStorageChart(results, args.json!.replace(/\.json$/, '') + '.svg');
 if (!args.dir) await fs.rm(root, { recursive: true, force: true });

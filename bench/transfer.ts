@@ -25,6 +25,7 @@ import { connectClient } from '../src/cli/client.js';
 import { findFreeBasePort } from '../src/cli/processes.js';
 import type { Connection } from '../src/net/connection.js';
 import { fmt, rawFsyncCopyMBps, rawSocketPipeMBps, writeResults } from './lib.js';
+import { renderTransferChart } from './chart.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -174,6 +175,7 @@ try {
   Object.assign(results, { entries, loadPutsPerSec: loadRate, bytes, files: files.length, limits: { rawCopyMBps: copy, rawPipeMBps: pipe }, variants, ratios });
   log(`  ratios: best file path / raw fsync'd copy = ${ratios.fileVsRawCopy.toFixed(2)} (target >= 0.85); / raw pipe = ${ratios.fileVsRawPipe.toFixed(2)}; file / entry-by-entry = ${ratios.fileVsFull?.toFixed(1) ?? 'n/a'} (target >= 8)`);
   await writeResults(args.json!, results);
+  await renderTransferChart(results, args.json!.replace(/\.json$/, '') + '.svg');
 } finally {
   await conn?.close().catch(() => undefined);
   await manager.down({ kill: true }).catch(() => undefined);

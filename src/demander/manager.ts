@@ -239,6 +239,8 @@ export class DemanderManager {
         await replayCatchUpLog(log, (batch) => this.applyEncoded(batch), { fenceLagRecords: Number.MAX_SAFE_INTEGER });
       }
       await log.destroy();
+      // The copy stays (OWNING): its index part, suspended since it became MOVING, is rebuilt.
+      if (opts.applyLogged) await this.host.store.rebuildIndexes(cacheId, partition);
     }
     if (task) await this.removeFiles(task.record);
   }

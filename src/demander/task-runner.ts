@@ -295,6 +295,7 @@ export class TaskRunner {
         },
         {
           retries: this.cfg.resumeRetries,
+          signal: task.abort.signal, // a cancel does not wait out a backoff
           factor: 2,
           minTimeout: 100,
           maxTimeout: 2000,

@@ -23,6 +23,8 @@ export interface TestNodes {
   start(id: string, demander?: DemanderOptions): Promise<ClusterNode>;
   call(method: string, body: Body, node?: ClusterNode): Promise<Body>;
   live(): ClusterNode[];
+  /** Loads to stop before the nodes close (a failed test must not leave one running). */
+  readonly loads: Set<{ stop(): Promise<void> }>;
 }
 
 /** Config of an in-process test node (small, fast failure detection, the file path for every partition). */
@@ -49,7 +51,9 @@ export function nodeConfig(root: string, id: string, seeds: string[], rebalance:
 export async function startNodes(t: TestContext, n: number, rebalance: Record<string, unknown> = {}): Promise<TestNodes> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'ptn-'));
   const nodes: ClusterNode[] = [];
+  const loads = new Set<{ stop(): Promise<void> }>();
   t.after(async () => {
+    for (const l of loads) await l.stop();
     for (const node of [...nodes].reverse()) await node.close().catch(() => undefined);
     await fs.rm(root, { recursive: true, force: true });
   });
@@ -62,12 +66,14 @@ export async function startNodes(t: TestContext, n: number, rebalance: Record<st
   };
   for (let i = 1; i <= n; i++) await start(`n${i}`);
   const call = async (method: string, body: Body, node = live()[0]!) => (await node.handlers.get(method)!(body, undefined as never)) as Body;
-  return { root, nodes, start, call, live };
+  return { root, nodes, start, call, live, loads };
 }
 
 /** A writer through the client API that remembers the last acknowledged value of every key. */
 export class AckedLoad {
   readonly acked = new Map<string, { city: string; n: number } | null>();
+  /** Every key written to, acknowledged or not. */
+  readonly attempted = new Set<string>();
   failures = 0;
   writes = 0;
   private stopped = false;
@@ -76,14 +82,21 @@ export class AckedLoad {
   constructor(
     private readonly c: TestNodes,
     private readonly seed: number,
-    private readonly keys = 400,
+    private readonly opts: { keys?: number; pauseMs?: number; maxWrites?: number; prefix?: string } = {},
   ) {}
 
+  /** Resolves once `n` writes were acknowledged (or the load stopped). */
+  async until(n: number): Promise<void> {
+    while (this.writes < n && !this.stopped) await new Promise((r) => setTimeout(r, 10));
+  }
+
   start(): this {
+    this.c.loads.add(this);
     const r = rng(this.seed);
     this.running = (async () => {
-      while (!this.stopped) {
-        const key = `load${Math.floor(r() * this.keys)}`;
+      while (!this.stopped && this.writes < (this.opts.maxWrites ?? Infinity)) {
+        const key = `${this.opts.prefix ?? 'load'}${Math.floor(r() * (this.opts.keys ?? 400))}`;
+        this.attempted.add(key);
         const remove = r() < 0.1;
         const value = { city: `lc${Math.floor(r() * 4)}`, n: this.writes };
         const via = this.c.live()[Math.floor(r() * this.c.live().length)];
@@ -93,6 +106,8 @@ export class AckedLoad {
           else await via.writes.clientWrite(CACHE, key, 'put', 1, Buffer.from(JSON.stringify(value)));
           this.acked.set(key, remove ? null : value);
           this.writes++;
+          // Paced: a steady trickle of writes overlapping the rebalance, not a CPU-bound loop.
+          await new Promise((res) => setTimeout(res, this.opts.pauseMs ?? 1));
         } catch {
           // Not acknowledged: the key may hold either value; forget it rather than guess.
           this.acked.delete(key);
@@ -164,8 +179,10 @@ export async function checkCopies(c: TestNodes): Promise<void> {
 }
 
 /** Every acknowledged value reads back; index queries return exactly the keys with that value. */
-export async function checkReadsAndIndex(c: TestNodes, base: Map<string, { city: string }>, load: AckedLoad): Promise<void> {
-  const expect = new Map<string, { city: string } | null>([...base, ...load.acked]);
+export async function checkReadsAndIndex(c: TestNodes, base: Map<string, { city: string }>, ...loads: AckedLoad[]): Promise<void> {
+  const expect = new Map<string, { city: string } | null>([...base, ...loads.flatMap((l) => [...l.acked])]);
+  // A key whose last write was not acknowledged may hold either value: not checked.
+  const uncertain = (k: string) => !expect.has(k) && loads.some((l) => l.attempted.has(k));
   const node = c.live()[0]!;
   for (const [key, v] of expect) {
     const r = (await node.writes.clientRead(CACHE, key)) as { found: boolean; value?: { city: string } };
@@ -179,8 +196,6 @@ export async function checkReadsAndIndex(c: TestNodes, base: Map<string, { city:
   for (const city of cities) {
     const res = (await c.call('query', { cache: CACHE, field: FIELD, value: city })) as { keys: string[] };
     const known = [...expect].filter(([, v]) => v?.city === city).map(([k]) => k);
-    // Keys whose last write was not acknowledged are not in `expect`; they may show up either way.
-    const uncertain = (k: string) => k.startsWith('load') && !load.acked.has(k);
     assert.deepEqual(res.keys.filter((k) => !uncertain(k)).sort(), known.sort(), `query ${city}`);
   }
 }

@@ -47,8 +47,10 @@ test('a node that restarts with its own data catches up from WAL history, withou
   // While n2 is away (and after the coordinator removed it) the others keep writing.
   const deadline = Date.now() + 20_000;
   while (c.live()[0]!.topology().nodes.length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  const load = new AckedLoad(c, seed).start();
-  await new Promise((r) => setTimeout(r, 300));
+  const away = new AckedLoad(c, seed, { maxWrites: 300, pauseMs: 0, prefix: 'away' }).start();
+  await away.until(300);
+  await away.stop();
+  const load = new AckedLoad(c, seed + 1, { keys: 50 }).start();
   const back = await c.start('n2');
   await waitRebalanced(c);
   await load.stop();
@@ -58,6 +60,6 @@ test('a node that restarts with its own data catches up from WAL history, withou
   assert.equal(m.bytesReceived.file, 0, 'no file was needed');
   assert.ok(m.bytesReceived.historical > 0, 'the missed updates came from WAL history');
   await checkCopies(c);
-  await checkReadsAndIndex(c, base, load);
+  await checkReadsAndIndex(c, base, away, load);
   assert.deepEqual(await rebalanceLeftovers(c), []);
 });

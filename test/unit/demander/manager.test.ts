@@ -368,3 +368,30 @@ test('a task whose copy is reported OWNING by the coordinator keeps its own fini
   assert.equal(w.manager.list().length, 0, 'settled tasks are forgotten once the copy is no longer MOVING');
   assert.deepEqual(await fs.readdir(w.manager.dir), []);
 });
+
+test('a copy made OWNING before it finished (every other copy was lost) keeps the updates it logged, and its index', async (t) => {
+  let held = true;
+  const w = await makeWorld(t, {
+    hooks: {
+      onPhase: async (_x, phase) => {
+        while (phase === 'STREAMING' && held) await new Promise((r) => setTimeout(r, 5));
+      },
+    },
+  });
+  await load(w, 0, 300);
+  await w.startMoving(0);
+  await waitUntil(() => w.manager.list()[0]?.phase === 'STREAMING', 'streaming');
+  for (let i = 0; i < 30; i++) await w.write(0, `during${i}`, { city: 'during' });
+  w.setCopy(0, ME, 'OWNING');
+  assert.equal(w.manager.isReceiving(CACHE_ID, 0), true);
+  const cancelling = w.manager.cancel(CACHE_ID, 0, 'copy became OWNING', { applyLogged: true }); // what applyTopology does
+  held = false;
+  await cancelling;
+  assert.equal(w.manager.list()[0]!.phase, 'CANCELLED');
+  assert.ok(await w.host.store.get(CACHE, 'during29'), 'the logged updates were applied');
+  assert.equal(w.host.store.query(CACHE, 'city', 'during').length, 30, 'and indexed: the part is no longer suspended');
+  assert.deepEqual(await w.leftovers(), []);
+  w.deliverToDemander = true;
+  await w.write(0, 'after', { city: 'during' });
+  assert.equal(w.host.store.query(CACHE, 'city', 'during').length, 31, 'later updates apply directly');
+});

@@ -6,7 +6,8 @@
  *      (backups 1: the joining node receives a copy of every partition); checkpointed;
  *   2. what the node sustains: a closed loop of --sustain-concurrency writes for --sustain-sec;
  *      the load rate is min(--rate, --load-share × that), so the machine (2 cores shared by the load,
- *      the supplier and the joiner) still has room for the join itself;
+ *      the supplier and the joiner) still has room for the join itself (at 0.5 the node is already
+ *      saturated before the join on 2 cores: p99 near a second);
  *   3. a fixed-rate load (open loop, latency from each write's due time: bench/fixed-rate.ts) runs
  *      --before-sec, then a second node is added, and runs on until every partition is OWNING,
  *      then --after-sec more; every acknowledged write goes to an ack log (src/cli/ack-log.ts);
@@ -45,7 +46,9 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
   --value-bytes B         bytes of each value's JSON (default 1000)
   --partitions P          partitions of the cache (default 16)
   --rate OPS              write load asked for, ops/s (default 30000)
-  --load-share F          the load runs at min(--rate, F × what the node sustains) (default 0.5)
+  --load-share F          the load runs at min(--rate, F × what the node sustains) (default 0.25:
+                          the load generator, the supplier and the joiner share the cores; at 0.5
+                          the node is already saturated before the join, p99 near a second)
   --sustain-sec S         length of the sustained-rate probe (default 5)
   --sustain-concurrency C writes in flight during the probe (default 256)
   --before-sec S          load before the join starts (default 10)
@@ -67,7 +70,7 @@ const { values: args } = parseArgs({
     'value-bytes': { type: 'string', default: '1000' },
     partitions: { type: 'string', default: '16' },
     rate: { type: 'string', default: '30000' },
-    'load-share': { type: 'string', default: '0.5' },
+    'load-share': { type: 'string', default: '0.25' },
     'sustain-sec': { type: 'string', default: '5' },
     'sustain-concurrency': { type: 'string', default: '256' },
     'before-sec': { type: 'string', default: '10' },
@@ -184,6 +187,37 @@ interface PtnRun {
   nodeComplaints: Record<string, number>;
 }
 
+/** Prints a progress line when the join's task phases change, at most once a second. */
+function joinProgress(): (s: ClusterStatus) => void {
+  let lastLine = '';
+  let lastAt = 0;
+  return (s) => {
+    const line = `  ptn: joining, ${s.rebalance?.partitionsLeft ?? '?'} copies MOVING, phases ${JSON.stringify(phaseCounts(s))}`;
+    if (line !== lastLine && performance.now() - lastAt >= 1000) {
+      log((lastLine = line));
+      lastAt = performance.now();
+    }
+  };
+}
+
+/** The loaded part of the ptn run: --before-sec of load, the join, --after-sec more; the ack log closed. */
+async function joinUnderLoad(bc: BenchCluster, conns: Connection[], rate: number, ackPath: string) {
+  const ack = new AckQueue(new AckLogWriter(ackPath));
+  const load = new FixedRateLoad({ ratePerSec: rate, inFlightMax: IN_FLIGHT_MAX, issue: ptnWriter(conns, ack, SEED) });
+  try {
+    load.start();
+    await sleep(BEFORE_SEC * 1000);
+    load.phase('during');
+    const joined = await bc.join({ onStatus: joinProgress() });
+    load.phase('after');
+    await sleep(AFTER_SEC * 1000);
+    return { joined, summary: await load.stop() };
+  } finally {
+    await load.stop(); // idempotent: a failed join still ends the load before the nodes go
+    await ack.close();
+  }
+}
+
 async function runPtn(root: string): Promise<PtnRun> {
   const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
   const conns: Connection[] = [];
@@ -194,36 +228,15 @@ async function runPtn(root: string): Promise<PtnRun> {
     log(`  ptn: filled ${ENTRIES} entries at ${fmt(fillPutsPerSec)} puts/s; partition files ${fmt(bytes / MiB)} MiB`);
     for (let i = 0; i < CONNECTIONS; i++) conns.push(await connectClient(bc.manager.clientSettings(60_000)));
     const sustained = await measureSustainedOpsPerSec(ptnWriter(conns, undefined, SEED ^ 0x5a5a), SUSTAIN_CONCURRENCY, SUSTAIN_SEC);
+    await bc.checkpointAndMeasure(); // the probe's dirty pages are not the join's to write
     const rate = Math.max(1, Math.floor(Math.min(RATE, LOAD_SHARE * sustained)));
     log(`  ptn: the node sustains ${fmt(sustained)} writes/s (${SUSTAIN_CONCURRENCY} in flight); load rate ${fmt(rate)} ops/s = min(--rate ${RATE}, ${LOAD_SHARE} × sustained)`);
     const ackPath = path.join(root, 'acks.log');
-    const ack = new AckQueue(new AckLogWriter(ackPath));
-    const load = new FixedRateLoad({ ratePerSec: rate, inFlightMax: IN_FLIGHT_MAX, issue: ptnWriter(conns, ack, SEED) });
-    load.start();
-    await sleep(BEFORE_SEC * 1000);
-    load.phase('during');
-    let lastLine = '';
-    let lastAt = 0;
-    const joined = await bc.join({
-      onStatus: (s) => {
-        const line = `  ptn: joining, ${s.rebalance?.partitionsLeft ?? '?'} copies MOVING, phases ${JSON.stringify(phaseCounts(s))}`;
-        if (line !== lastLine && performance.now() - lastAt >= 1000) {
-          log((lastLine = line));
-          lastAt = performance.now();
-        }
-      },
-    });
-    load.phase('after');
-    await sleep(AFTER_SEC * 1000);
-    const summary = await load.stop();
-    await ack.close();
+    const { joined, summary } = await joinUnderLoad(bc, conns, rate, ackPath);
     const verify = await runVerify({ settings: bc.manager.clientSettings(60_000), ackLogPath: ackPath, ackCache: CACHE, waitRebalancedMs: 120_000, concurrency: 64 });
     log(formatVerifyResult(verify).trimEnd().replace(/^/gm, '  '));
     const { tasks, ...rest } = joined.obs;
-    const nodeComplaints = await logComplaints(bc.manager.dir);
     return {
-      phases: phaseBreakdown(tasks),
-      nodeComplaints,
       fillPutsPerSec,
       fileBytes: bytes,
       sustainedOpsPerSec: sustained,
@@ -231,8 +244,10 @@ async function runPtn(root: string): Promise<PtnRun> {
       joinSeconds: joined.obs.seconds,
       joinSecondsFromStart: joined.secondsFromStart,
       join: { ...rest, tasks },
+      phases: phaseBreakdown(tasks),
       load: summary,
       verify,
+      nodeComplaints: await logComplaints(bc.manager.dir),
     };
   } finally {
     for (const c of conns) await c.close().catch(() => undefined);

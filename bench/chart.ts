@@ -113,7 +113,7 @@ export function renderTransferChart(r: Doc, file: string): Promise<string> {
   );
 }
 
-/** bench:catchup — time until in sync (ptn join vs Redis full sync) and write latency by phase. */
+/** bench:catchup — time until in sync (ptn join vs Redis full sync), write latency by phase and over time. */
 export function renderCatchupChart(r: Doc, file: string): Promise<string> {
   const times: Row[] = [{ system: 'ptn join', seconds: r.ptn?.joinSeconds }];
   if (typeof r.redis?.syncSeconds === 'number') times.push({ system: 'Redis full sync', seconds: r.redis.syncSeconds });
@@ -121,40 +121,73 @@ export function renderCatchupChart(r: Doc, file: string): Promise<string> {
   for (const [system, run] of [['ptn', r.ptn], ['Redis', r.redis]] as const) {
     for (const phase of ['before', 'during', 'after']) {
       const p = run?.load?.phases?.[phase];
-      if (!p) continue;
-      lat.push({ system, phase, stat: 'p50', ms: p.p50Ms }, { system, phase, stat: 'p99', ms: p.p99Ms });
+      if (p) lat.push({ system, phase, stat: 'p50', ms: p.p50Ms }, { system, phase, stat: 'p99', ms: p.p99Ms });
     }
   }
+  const byPhase: Spec = {
+    title: 'write latency (ms, log scale) before / during / after',
+    // Points, not bars: a bar has no base on a log scale, and latencies span 1 ms to seconds.
+    data: { values: lat.filter((row) => typeof row.ms === 'number' && (row.ms as number) > 0) },
+    width: 170,
+    height: 180,
+    mark: { type: 'point', filled: true, size: 90, tooltip: true },
+    encoding: {
+      column: { field: 'system', type: 'nominal', title: null },
+      x: { field: 'phase', type: 'nominal', sort: ['before', 'during', 'after'], title: null, axis: { labelAngle: 0 } },
+      xOffset: { field: 'stat', type: 'nominal' },
+      y: { field: 'ms', type: 'quantitative', title: 'ms', scale: { type: 'log' } },
+      color: { field: 'stat', type: 'nominal', title: null },
+    },
+  };
+  const toSync = bars('seconds until the new copy is in sync', times, { field: 'system', type: 'nominal', title: null, axis: { labelAngle: 0 } }, { field: 'seconds', type: 'quantitative', title: 's' });
   return renderVegaLite(
     {
       title: `bench:catchup — ${r.params?.entries ?? '?'} entries × ${r.params?.valueBytes ?? '?'} B, load ${Math.round(r.rate ?? 0)} writes/s`,
-      hconcat: [
-        bars('seconds until the new copy is in sync', times, { field: 'system', type: 'nominal', title: null, axis: { labelAngle: 0 } }, { field: 'seconds', type: 'quantitative', title: 's' }),
-        {
-          title: 'write latency (ms, log scale) before / during / after',
-          // Points, not bars: a bar has no base on a log scale, and latencies span 1 ms to seconds.
-          data: { values: lat.filter((row) => typeof row.ms === 'number' && (row.ms as number) > 0) },
-          width: 170,
-          height: 180,
-          mark: { type: 'point', filled: true, size: 90, tooltip: true },
-          encoding: {
-            column: { field: 'system', type: 'nominal', title: null },
-            x: { field: 'phase', type: 'nominal', sort: ['before', 'during', 'after'], title: null, axis: { labelAngle: 0 } },
-            xOffset: { field: 'stat', type: 'nominal' },
-            y: { field: 'ms', type: 'quantitative', title: 'ms', scale: { type: 'log' } },
-            color: { field: 'stat', type: 'nominal', title: null },
-          },
-        },
-      ],
-      resolve: { scale: { x: 'independent', xOffset: 'independent', color: 'independent' } },
+      vconcat: [{ hconcat: [toSync, byPhase], resolve: { scale: { x: 'independent', xOffset: 'independent', color: 'independent' } } }, latencyTimeline(r)],
+      resolve: { scale: { color: 'independent' } },
     },
     file,
   );
 }
 
-/** One log-log panel of the scaling chart: points, a line, the fitted exponent in the title. */
+/** Worst write latency per timeline window of each system, in seconds from the start of its join (0). */
+function latencyTimeline(r: Doc): Spec {
+  const rows: Row[] = [];
+  const marks: Row[] = [{ what: 'join starts', atSec: 0 }];
+  for (const [system, run] of [['ptn', r.ptn], ['Redis', r.redis]] as const) {
+    const load = run?.load;
+    if (!load?.timeline || load.phaseStartsMs?.during === undefined) continue;
+    const joinAtSec = (load.phaseStartsMs.during - load.startedAtMs) / 1000;
+    for (const w of load.timeline as Doc[]) if (w.ops > 0) rows.push({ system, atSec: w.atSec - joinAtSec, maxMs: Math.max(0.1, w.maxMs) });
+    if (load.phaseStartsMs.after !== undefined) marks.push({ what: `${system} in sync`, atSec: (load.phaseStartsMs.after - load.phaseStartsMs.during) / 1000 });
+  }
+  return {
+    title: 'worst write latency per 250 ms of due time (ms, log scale); dashed: join start, in sync',
+    width: 640,
+    height: 180,
+    layer: [
+      {
+        data: { values: rows },
+        mark: { type: 'line', interpolate: 'step-after', tooltip: true },
+        encoding: {
+          x: { field: 'atSec', type: 'quantitative', title: 'seconds from the start of the join' },
+          y: { field: 'maxMs', type: 'quantitative', title: 'ms', scale: { type: 'log' } },
+          color: { field: 'system', type: 'nominal', title: null },
+        },
+      },
+      {
+        data: { values: marks },
+        mark: { type: 'rule', strokeDash: [4, 3], color: 'gray' },
+        encoding: { x: { field: 'atSec', type: 'quantitative' }, tooltip: { field: 'what' } },
+      },
+    ],
+  };
+}
+
+/** One log-log panel of the scaling chart: points and lines per series, the fitted exponent in the subtitle. */
 function scalingPanel(title: string, rows: Row[], xTitle: string, yTitle: string, exponent: number | undefined): Spec {
   const k = exponent === undefined || !Number.isFinite(exponent) ? 'n/a' : exponent.toFixed(2);
+  const series = new Set(rows.map((row) => row.series));
   return {
     title: { text: title, subtitle: `fitted exponent ${k} (1 = linear, 0 = flat)` },
     width: 240,
@@ -164,6 +197,7 @@ function scalingPanel(title: string, rows: Row[], xTitle: string, yTitle: string
     encoding: {
       x: { field: 'x', type: 'quantitative', title: xTitle, scale: { type: 'log' } },
       y: { field: 'y', type: 'quantitative', title: yTitle, scale: { type: 'log' } },
+      ...(series.size > 1 ? { color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', direction: 'vertical', labelLimit: 300 } } } : {}),
     },
   };
 }
@@ -171,17 +205,22 @@ function scalingPanel(title: string, rows: Row[], xTitle: string, yTitle: string
 /** bench:scaling — four log-log panels: transfer time, swap-in time, catch-up time, demander memory. */
 export function renderScalingChart(r: Doc, file: string): Promise<string> {
   const MiB = 1048576;
-  const pts = (list: Doc[] | undefined, x: (d: Doc) => unknown, y: (d: Doc) => unknown): Row[] => (list ?? []).map((d) => ({ x: x(d) as number, y: y(d) as number }));
+  const pts = (list: Doc[] | undefined, x: (d: Doc) => unknown, y: (d: Doc) => unknown, series = ''): Row[] => (list ?? []).map((d) => ({ x: x(d) as number, y: y(d) as number, series }));
+  const swap = [
+    ...pts(r.swapIn?.points, (d) => d.entries, (d) => d.phaseMs, 'task phase SWAPPING → INDEXING'),
+    ...pts(r.swapIn?.points, (d) => d.entries, (d) => d.restoreMs, 'restorePartition, in-process'),
+  ];
   return renderVegaLite(
     {
       title: 'bench:scaling — how cost grows (log-log)',
       columns: 2,
       concat: [
-        scalingPanel('transfer time vs partition size', pts(r.transfer?.points, (d) => d.fileBytes / MiB, (d) => d.seconds), 'partition file (MiB)', 'seconds', r.transfer?.fit?.exponent),
-        scalingPanel('swap-in time vs entries', pts(r.swapIn?.points, (d) => d.entries, (d) => d.ms), 'entries', 'ms', r.swapIn?.fit?.exponent),
+        scalingPanel(`transfer time (${r.transfer?.timeOf ?? '?'}) vs partition size`, pts(r.transfer?.points, (d) => d.fileBytes / MiB, (d) => d.seconds), 'partition file (MiB)', 'seconds', r.transfer?.fit?.exponent),
+        scalingPanel(`swap-in time vs entries (fit: ${r.swapIn?.source ?? '?'})`, swap, 'entries', 'ms', r.swapIn?.fit?.exponent),
         scalingPanel('catch-up time vs write rate', pts(r.catchUp?.points, (d) => d.rate, (d) => d.seconds), 'writes/s during the join', 'seconds', r.catchUp?.fit?.exponent),
         scalingPanel('demander memory vs file size', pts(r.memory?.points, (d) => d.fileBytes / MiB, (d) => d.rssDeltaBytes / MiB), 'partition file (MiB)', 'RSS peak − before (MiB)', r.memory?.fit?.exponent),
       ],
+      resolve: { scale: { color: 'independent' } },
     },
     file,
   );

@@ -52,7 +52,17 @@ export interface FixedRateSummary {
   /** Operations that were due by the stop but never sent (the load was that far behind). */
   dueNotSent: number;
   phases: Record<string, PhaseSummary>;
+  /** Epoch ms of the start, and of each phase's start (to line the timeline up with node logs). */
+  startedAtMs: number;
+  phaseStartsMs: Record<string, number>;
+  /** Per `TIMELINE_WINDOW_MS` of due time from the start: operations acknowledged and their worst latency (ms). */
+  timeline: Array<{ atSec: number; ops: number; maxMs: number }>;
 }
+
+/** Width of one timeline window. */
+export const TIMELINE_WINDOW_MS = 250;
+/** Timeline windows kept at most (one hour of 250 ms windows); later operations are not in the timeline. */
+const TIMELINE_WINDOWS_MAX = 14_400;
 
 const TICK_MS = 1;
 
@@ -72,6 +82,9 @@ export class FixedRateLoad {
   private readonly phases: Phase[] = [];
   private readonly errorsByCode: Record<string, number> = {};
   private t0 = 0;
+  private startedAtMs = 0;
+  private readonly windowOps: number[] = [];
+  private readonly windowMaxMs: number[] = [];
   private issued = 0;
   private acked = 0;
   private errors = 0;
@@ -79,6 +92,7 @@ export class FixedRateLoad {
   private behindMaxMs = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
+  private stopped: Promise<FixedRateSummary> | undefined;
   private idle: (() => void) | undefined;
 
   constructor(private readonly o: FixedRateOptions) {
@@ -90,6 +104,7 @@ export class FixedRateLoad {
   /** Starts issuing operations now. */
   start(): void {
     this.t0 = performance.now();
+    this.startedAtMs = Date.now();
     this.phases.push(this.newPhase(this.o.firstPhase ?? 'before', this.t0));
     this.timer = setInterval(() => this.pump(), TICK_MS);
   }
@@ -135,9 +150,19 @@ export class FixedRateLoad {
     this.inFlight--;
     const p = this.phaseAt(dueMs);
     if (err === undefined) {
+      const latencyMs = performance.now() - dueMs;
       this.acked++;
       p.ops++;
-      p.hist.record((performance.now() - dueMs) * 1000); // µs
+      p.hist.record(latencyMs * 1000); // µs
+      const w = Math.floor((dueMs - this.t0) / TIMELINE_WINDOW_MS);
+      if (w < TIMELINE_WINDOWS_MAX) {
+        while (this.windowOps.length <= w) {
+          this.windowOps.push(0);
+          this.windowMaxMs.push(0);
+        }
+        this.windowOps[w]!++;
+        this.windowMaxMs[w] = Math.max(this.windowMaxMs[w]!, latencyMs);
+      }
     } else {
       this.errors++;
       p.errors++;
@@ -147,8 +172,13 @@ export class FixedRateLoad {
     if (this.inFlight === 0) this.idle?.();
   }
 
-  /** Stops issuing, waits for every outstanding operation, and summarizes. */
-  async stop(): Promise<FixedRateSummary> {
+  /** Stops issuing, waits for every outstanding operation, and summarizes; idempotent. */
+  stop(): Promise<FixedRateSummary> {
+    this.stopped ??= this.stopImpl();
+    return this.stopped;
+  }
+
+  private async stopImpl(): Promise<FixedRateSummary> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     const end = performance.now();
@@ -167,6 +197,9 @@ export class FixedRateLoad {
       behindMaxMs: this.behindMaxMs,
       dueNotSent,
       phases,
+      startedAtMs: this.startedAtMs,
+      phaseStartsMs: Object.fromEntries(this.phases.map((p) => [p.name, this.startedAtMs + (p.startMs - this.t0)])),
+      timeline: this.windowOps.map((ops, i) => ({ atSec: (i * TIMELINE_WINDOW_MS) / 1000, ops, maxMs: Math.round(this.windowMaxMs[i]! * 10) / 10 })),
     };
   }
 }

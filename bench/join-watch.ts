@@ -38,6 +38,8 @@ export interface JoinObservation {
   fenceMsMax?: number;
   /** RSS of the joining node: before the join was seen moving data, and the peak during it. */
   rss?: { beforeBytes: number; peakBytes: number; samples: number };
+  /** Topology versions as the polls saw them change (epoch ms of the first poll showing each). */
+  topologyVersions: Array<{ version: number; seenAtMs: number }>;
   /** Status polls answered, and those that timed out (a node too busy to answer in time). */
   polls: number;
   statusTimeouts: number;
@@ -69,6 +71,7 @@ export class JoinWatch {
   private rssLoop: Promise<void> | undefined;
   private done = false;
   private polls = 0;
+  private readonly versions: Array<{ version: number; seenAtMs: number }> = [];
   private statusTimeouts = 0;
   private t0 = 0;
 
@@ -138,6 +141,7 @@ export class JoinWatch {
   }
 
   private observe(s: ClusterStatus): void {
+    if (this.versions.at(-1)?.version !== s.topologyVersion) this.versions.push({ version: s.topologyVersion, seenAtMs: Date.now() });
     let tempWal: number | undefined;
     for (const raw of s.rebalance?.tasks ?? []) {
       const t = normalizeTask(raw);
@@ -161,6 +165,7 @@ export class JoinWatch {
       tempWalPeakBytes: this.tempWalPeak,
       fenceMsMax: this.fenceMax,
       rss: this.rssBefore !== undefined ? { beforeBytes: this.rssBefore, peakBytes: this.rssPeak, samples: this.rssSamples } : undefined,
+      topologyVersions: this.versions,
       polls: this.polls,
       statusTimeouts: this.statusTimeouts,
     };

@@ -118,9 +118,20 @@ async function runVariant(manager: ClusterManager, conn: Connection, v: Variant,
   await conn.request('configSet', { key: 'rebalance.sendSlots', value: Math.max(v.slots, 1) });
   const entry = await manager.add({ wait: 'healthy', timeoutMs: 120_000 });
   const t0 = performance.now();
-  const s = await waitFor(conn, (st) => st.nodes.length === 2 && st.rebalanced === true, 3_600_000);
+  const seen = new Map<string, Record<string, unknown>>();
+  const s = await waitFor(conn, (st) => {
+    for (const t of (st.rebalance?.tasks ?? []) as Array<Record<string, unknown>>) seen.set(`${t.cache}/${t.partition}`, t);
+    return st.nodes.length === 2 && st.rebalanced === true;
+  }, 3_600_000, 50);
   const secs = (performance.now() - t0) / 1000;
   const tasks = (s.rebalance?.tasks ?? []) as Array<Record<string, unknown>>;
+  if (process.env.PTN_BENCH_DEBUG) {
+    for (const t of seen.values()) {
+      const pt = (t.phaseTimes ?? {}) as Record<string, number>;
+      const t0 = Math.min(...Object.values(pt));
+      log(`    task ${t.partition} ${t.path} ${t.phase} ${Object.entries(pt).map(([k, v]) => `${k}+${v - t0}`).join(' ')}`);
+    }
+  }
   await manager.stop(entry.id, { kill: true, wait: false });
   await waitFor(conn, (st) => st.nodes.length === 1 && st.rebalanced === true, 120_000, 200);
   await fs.rm(entry.dataDir, { recursive: true, force: true });

@@ -4,8 +4,13 @@
  * Flow: keep `window` chunk requests in flight (each carries `ackedBytes` = the verified offset,
  * so the supplier keeps the pages above it as checkpoint images) → take the answers in file order →
  * decode and verify each chunk (verifyChunk) → write it at its offset → advance the verified offset
- * and the running CRC → every `persistEveryBytes` fsync the file and persist the offset (so a
- * restart resumes from it) → at the end, check the trailer's whole-file CRC and length, fsync.
+ * and the running CRC (combined from the chunk CRCs, no second pass) → every `persistEveryBytes`
+ * fsync the file and persist the offset (so a restart resumes from it) → at the end, check the
+ * trailer's whole-file CRC and length, fsync.
+ *
+ * The periodic fsync + persist runs in the background while chunks keep arriving (one at a time;
+ * the offset persisted is the one verified when that fsync began, so it is durable when recorded),
+ * which keeps the network busy instead of draining the window at every persist.
  *
  * Bounds: at most `window` chunks (≤ chunkBytes each) are held in memory; the next request is sent
  * only when an answer was written, so the disk paces the network (socket → file write → next
@@ -16,8 +21,8 @@
 import { ErrorCode, fsError, isPtnError, ptnError } from '../errors.js';
 import type { Body } from '../net/connection.js';
 import type { FileLike } from '../util/file-layer.js';
-import { crc32 } from '../util/crc32.js';
 import { decodeChunk } from '../supplier/chunk-format.js';
+import { crc32Combine } from '../supplier/crc32-combine.js';
 import { Method, parseTrailer } from './protocol.js';
 
 /** The requests a receiver sends (a Connection fits; tests pass fakes). */
@@ -44,7 +49,8 @@ export interface ReceiveOptions {
   window: number;
   /** fsync + persist the verified offset at least this often (bytes). */
   persistEveryBytes: number;
-  persist: () => Promise<void>;
+  /** Records that everything up to `at.verifiedOffset` is durable (called after the fsync that covered it). */
+  persist: (at: { verifiedOffset: number; runningCrc: number }) => Promise<void>;
   corruptRetries?: number;
   signal?: AbortSignal;
   /** After each verified chunk (progress; tests cut the connection here). */
@@ -64,6 +70,7 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
   let received = 0;
   let sincePersist = 0;
   let corruptInARow = 0;
+  let persisting: Promise<void> | undefined;
   const ask = (offset: number) => {
     const p = o.link.request(Method.snapshotChunk, { transferId: s.transferId, offset, ackedBytes: s.verifiedOffset });
     p.catch(noop); // awaited in order below; a broken link rejects them all at once
@@ -80,8 +87,9 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
       const body = await inflight.get(at)!;
       inflight.delete(at);
       let raw: Buffer;
+      let rawCrc: number;
       try {
-        raw = verifyChunk(body, at, Math.min(s.chunkBytes, s.fileBytes - at));
+        ({ raw, crc: rawCrc } = verifyChunkWithCrc(body, at, Math.min(s.chunkBytes, s.fileBytes - at)));
       } catch (err) {
         if (!isPtnError(err, ErrorCode.ERR_TRANSFER_CORRUPT) || ++corruptInARow > (o.corruptRetries ?? CORRUPT_RETRIES_DEFAULT)) throw err;
         o.onCorrupt?.(err);
@@ -90,17 +98,24 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
       }
       corruptInARow = 0;
       await writeAt(o.file, raw, at);
-      s.runningCrc = crc32(raw, s.runningCrc);
+      s.runningCrc = crc32Combine(s.runningCrc, rawCrc, raw.length);
       s.verifiedOffset = at + raw.length;
       received += raw.length;
       sincePersist += raw.length;
-      if (sincePersist >= o.persistEveryBytes && s.verifiedOffset < s.fileBytes) {
-        await syncFile(o.file);
-        await o.persist();
+      if (sincePersist >= o.persistEveryBytes && s.verifiedOffset < s.fileBytes && !persisting) {
         sincePersist = 0;
+        const at = { verifiedOffset: s.verifiedOffset, runningCrc: s.runningCrc };
+        persisting = (async () => {
+          await syncFile(o.file);
+          await o.persist(at);
+        })().finally(() => {
+          persisting = undefined;
+        });
+        persisting.catch(noop); // awaited before the next persist and at the end
       }
       await o.onVerified?.(raw.length, s);
     }
+    if (persisting) await persisting;
     const trailer = parseTrailer(await o.link.request(Method.snapshotTrailer, { transferId: s.transferId }));
     if (trailer.fileBytes !== s.fileBytes || trailer.fileCrc !== s.runningCrc) {
       throw ptnError(ErrorCode.ERR_TRANSFER_CORRUPT, `whole-file check failed: ${s.fileBytes} bytes with CRC ${s.runningCrc}, trailer says ${trailer.fileBytes} bytes with CRC ${trailer.fileCrc}`, {
@@ -111,6 +126,7 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
     return received;
   } finally {
     inflight.clear();
+    if (persisting) await persisting.catch(noop);
   }
 }
 
@@ -120,6 +136,11 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
  * ERR_TRANSFER_CORRUPT otherwise.
  */
 export function verifyChunk(body: Body, offset: number, rawBytes: number): Buffer {
+  return verifyChunkWithCrc(body, offset, rawBytes).raw;
+}
+
+/** verifyChunk, also returning the (checked) CRC of the raw bytes. */
+export function verifyChunkWithCrc(body: Body, offset: number, rawBytes: number): { raw: Buffer; crc: number } {
   if (!Buffer.isBuffer(body)) throw ptnError(ErrorCode.ERR_TRANSFER_CORRUPT, `chunk at ${offset}: not a binary body`, { details: { offset } });
   const { header, raw } = decodeChunk(body);
   if (header.offset !== offset || header.rawBytes !== rawBytes) {
@@ -127,7 +148,7 @@ export function verifyChunk(body: Body, offset: number, rawBytes: number): Buffe
       details: { offset, rawBytes, got: { offset: header.offset, rawBytes: header.rawBytes } },
     });
   }
-  return raw;
+  return { raw, crc: header.crc };
 }
 
 async function writeAt(file: FileLike, raw: Buffer, offset: number): Promise<void> {

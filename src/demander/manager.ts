@@ -66,7 +66,7 @@ export interface DemanderOptions {
 const PUMP_INTERVAL_MS = 250;
 const BACKOFF_MIN_MS = 200;
 /** A restart re-receives at most this much of a file (each persist costs an fsync and a record write). */
-const PERSIST_EVERY_BYTES_DEFAULT = 8 << 20;
+const PERSIST_EVERY_BYTES_DEFAULT = 32 << 20;
 const BACKOFF_MAX_MS = 10_000;
 
 type Status = 'new' | 'open' | 'closing' | 'closed';
@@ -112,7 +112,7 @@ export class DemanderManager {
       counters: this.counters,
       persistEveryBytes: opts.persistEveryBytes ?? PERSIST_EVERY_BYTES_DEFAULT,
       busy: (except) => this.busy(except),
-      save: (task) => this.save(task),
+      save: (task, at) => this.save(task, at),
       finished: (task) => this.finished(task),
     });
   }
@@ -343,9 +343,10 @@ export class DemanderManager {
 
   // ------------------------------------------------------------------ persistence and cleanup
 
-  private async save(task: Task): Promise<void> {
+  private async save(task: Task, transferAt?: { verifiedOffset: number; runningCrc: number }): Promise<void> {
     if (task.cancelled || this.status === 'closed') return;
-    await this.taskStore.save(task.record);
+    const r = task.record;
+    await this.taskStore.save(transferAt && r.transfer ? { ...r, transfer: { ...r.transfer, ...transferAt } } : r);
   }
 
   /** OWNING was reported: the log (direct by now), temp file and record go. */

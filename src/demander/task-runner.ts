@@ -279,7 +279,7 @@ export class TaskRunner {
             state: t,
             window: this.cfg.chunkWindow,
             persistEveryBytes: this.ctx.persistEveryBytes,
-            persist: () => this.ctx.save(task),
+            persist: (at) => this.ctx.save(task, at),
             signal: task.abort.signal,
             onCorrupt: (err) => {
               this.ctx.counters.corruptChunks++;

@@ -64,7 +64,8 @@ export interface RunContext {
   persistEveryBytes: number;
   /** Running transfers per supplier, other tasks only. */
   busy(except: Task): Map<string, number>;
-  save(task: Task): Promise<void>;
+  /** Persists the task record; `transferAt` overrides the transfer's verified offset and CRC (what an fsync covered). */
+  save(task: Task, transferAt?: { verifiedOffset: number; runningCrc: number }): Promise<void>;
   /** OWNING reported: remove the log, files and record. */
   finished(task: Task): Promise<void>;
 }

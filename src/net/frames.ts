@@ -126,28 +126,35 @@ export class PreparedFrame {
   /** View of the body part of `buffer`; fill it before sending. */
   readonly body: Buffer;
   readonly method: string;
+  /**
+   * False for bodies that carry their own CRC over everything that matters (file chunks): the
+   * frame then goes without the body-CRC flag, saving a pass over the bytes on each side. The
+   * header CRC is always there.
+   */
+  readonly bodyCrc: boolean;
 
   /** @internal use `prepareFrame()`. */
-  constructor(buffer: Buffer, method: string) {
+  constructor(buffer: Buffer, method: string, bodyCrc = true) {
     this.buffer = buffer;
     this.method = method;
+    this.bodyCrc = bodyCrc;
     this.body = buffer.subarray(FRAME_HEADER_BYTES + method.length);
   }
 }
 
 /** Allocates a frame for a raw body of `bodyBytes` bytes; `method` is '' for a response. */
-export function prepareFrame(bodyBytes: number, method = ''): PreparedFrame {
+export function prepareFrame(bodyBytes: number, method = '', opts: { bodyCrc?: boolean } = {}): PreparedFrame {
   assert(Number.isSafeInteger(bodyBytes) && bodyBytes >= 0 && bodyBytes <= 0xffffffff, 'bodyBytes out of range');
   assert(method === '' || METHOD_PATTERN.test(method), `bad method name: ${method}`);
   const buffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + method.length + bodyBytes);
   buffer.write(method, FRAME_HEADER_BYTES, 'latin1');
-  return new PreparedFrame(buffer, method);
+  return new PreparedFrame(buffer, method, opts.bodyCrc ?? true);
 }
 
 /** Writes the header (type, id, CRCs) of a prepared frame in place and returns its buffer. */
 export function sealFrame(frame: PreparedFrame, type: FrameType, id: number): Buffer {
   checkMethod(type, frame.method);
-  writeHeader(frame.buffer, type, FrameFlag.CRC, frame.method.length, id, frame.body.length);
+  writeHeader(frame.buffer, type, frame.bodyCrc ? FrameFlag.CRC : 0, frame.method.length, id, frame.body.length);
   return frame.buffer;
 }
 

@@ -78,7 +78,7 @@ export function encodeChunk(frame: PreparedFrame, offset: number, crc: number, u
     // Output room below the raw length: LZ4 gives up (0) as soon as the block would not be smaller.
     const n = lz4.encodeBlock(raw, lz4Scratch.subarray(0, raw.length - 1));
     if (n > 0 && n < raw.length) {
-      const small = prepareFrame(CHUNK_HEADER_BYTES + n);
+      const small = prepareFrame(CHUNK_HEADER_BYTES + n, '', { bodyCrc: false });
       lz4Scratch.copy(small.body, CHUNK_HEADER_BYTES, 0, n);
       writeChunkHeader(small.body, { offset, rawBytes: raw.length, encodedBytes: n, flags: ChunkFlag.LZ4, crc });
       return small;

@@ -327,7 +327,7 @@ export class Supplier {
         t.throttleWaits++;
         this.counters.throttleWaits++;
       }
-      const frame = prepareFrame(CHUNK_HEADER_BYTES + rawBytes);
+      const frame = prepareFrame(CHUNK_HEADER_BYTES + rawBytes, '', { bodyCrc: false });
       const raw = frame.body.subarray(CHUNK_HEADER_BYTES);
       await snap.readRange(req.offset, raw);
       const crc = snap.recordChunk(req.offset, raw);

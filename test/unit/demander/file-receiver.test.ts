@@ -180,12 +180,17 @@ test('the verified offset is persisted after an fsync every persistEveryBytes, a
   const persisted: number[] = [];
   const first = new ImageLink(image);
   first.cutAfterChunks = 5;
-  const persist = async () => {
-    persisted.push(state.verifiedOffset);
+  const persist = async (at: { verifiedOffset: number }) => {
+    persisted.push(at.verifiedOffset);
   };
   await assert.rejects(receiveFile({ link: first, file, state, window: 2, persistEveryBytes: 2 * CHUNK, persist }), { code: ErrorCode.ERR_CONNECTION_CLOSED });
-  assert.deepEqual(persisted, [2 * CHUNK, 4 * CHUNK]);
-  assert.deepEqual(synced, persisted, 'each persist follows an fsync of the same bytes');
+  // Persists run in the background while chunks keep arriving: each records the offset verified
+  // when its fsync began, which the fsync covered.
+  assert.ok(persisted.length >= 1, 'at least one persist before the cut');
+  for (let i = 0; i < persisted.length; i++) {
+    assert.equal(persisted[i]! % CHUNK, 0);
+    assert.ok(persisted[i]! >= 2 * CHUNK * (i + 1) && persisted[i]! <= synced[i]!, 'persisted offsets were covered by an fsync');
+  }
   const resumeAt = state.verifiedOffset;
   assert.ok(resumeAt >= 4 * CHUNK && resumeAt < image.length);
   const second = new ImageLink(image);

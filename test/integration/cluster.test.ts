@@ -5,6 +5,7 @@
  */
 import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { runLoad } from '../../src/cli/load.js';
@@ -17,8 +18,8 @@ after(async () => {
   for (const c of clusters) await c.teardown();
 });
 
-async function cluster(nodes: number): Promise<TestCluster> {
-  const c = await startTestCluster({ nodes, nodeConfig: { net: { heartbeatIntervalMs: 200, failureTimeoutMs: 2000 } } });
+async function cluster(nodes: number, extra: Record<string, unknown> = {}): Promise<TestCluster> {
+  const c = await startTestCluster({ nodes, nodeConfig: { net: { heartbeatIntervalMs: 200, failureTimeoutMs: 2000 }, ...extra } });
   clusters.push(c);
   return c;
 }
@@ -65,20 +66,50 @@ test('a 3-node cluster takes writes on any node, and verify passes after a node 
   assert.ok(v.ackLog!.keys > 50);
 });
 
-test('a joining node gets its partitions OWNING with digests equal to the other copies', async () => {
-  const c = await cluster(2);
+test('a node joining while a load writes receives partition files: every partition OWNING, digests equal, acknowledged writes and index queries right, no temp files left', async () => {
+  const c = await cluster(2, { rebalance: { fileMinBytes: 0 } });
   const conn = await c.client();
-  await conn.request('cacheCreate', { name: 'default', partitions: 12, backups: 1 });
-  for (let i = 0; i < 300; i++) await conn.request('put', { cache: 'default', key: `k${i}`, value: { i } });
+  await conn.request('cacheCreate', { name: 'default', partitions: 12, backups: 1, indexFields: ['city'] });
+  for (let i = 0; i < 300; i++) await conn.request('put', { cache: 'default', key: `k${i}`, value: { i, city: i % 3 === 0 ? 'Oslo' : 'Rome' } });
+  const ackLog = path.join(c.dir, 'acks.log');
+  const load = runLoad({ settings: c.settings(), extraAddresses: c.nodes().map((n) => n.address), entries: 200, valueBytes: 300, durationSec: 3, ratePerSec: 300, concurrency: 4, ackLogPath: ackLog, attemptsMax: 50, cache: 'default' });
+  const seen = new Map<string, Record<string, unknown>>();
+  const watching = (async () => {
+    for (let i = 0; i < 400; i++) {
+      const st = await status(conn);
+      for (const t of st.rebalance.tasks as Array<Record<string, unknown>>) seen.set(`${t.node}/${t.partition}`, t);
+      if (st.nodes.length === 3 && st.rebalanced) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 500));
   await c.add();
+  await load;
+  await watching;
   const s = await waitRebalanced(conn, 3);
   const owned = Object.values(s.partitions.default as Array<{ copies: Record<string, string> }>).filter((p) => p.copies['node-3'] === 'OWNING');
   assert.ok(owned.length > 0, 'the new node owns some partitions');
+  const onNode3 = [...seen.values()].filter((t) => t.node === 'node-3');
+  assert.ok(onNode3.length > 0 && onNode3.every((t) => t.path === 'file'), `file path taken: ${JSON.stringify(onNode3.map((t) => t.path))}`);
   const d = (await conn.request('digests', { cache: 'default' })) as { partitions: Array<{ partition: number; copies: Record<string, { digest: string; state: string }> }> };
   for (const p of d.partitions) {
     const digests = new Set(Object.values(p.copies).map((x) => x.digest));
     assert.equal(digests.size, 1, `partition ${p.partition}: ${JSON.stringify(p.copies)}`);
     assert.equal(Object.keys(p.copies).length, 2);
+  }
+  const v = await runVerify({ settings: c.settings(), ackLogPath: ackLog, waitRebalancedMs: 30_000 });
+  assert.equal(v.ok, true, v.mismatches.join('\n'));
+  const oslo = ((await conn.request('query', { cache: 'default', field: 'city', value: 'Oslo' })) as { keys: string[] }).keys;
+  const expected: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    const got = (await conn.request('get', { cache: 'default', key: `k${i}` })) as { found: boolean; value?: { city?: string } };
+    if (got.found && got.value?.city === 'Oslo') expected.push(`k${i}`);
+  }
+  assert.ok(expected.length > 0);
+  assert.deepEqual([...oslo].sort(), expected.sort(), 'the index after the rebalance returns exactly the keys whose value says Oslo');
+  for (const n of c.nodes()) {
+    const left = fs.existsSync(path.join(n.dataDir, 'tmp', 'rebalance')) ? fs.readdirSync(path.join(n.dataDir, 'tmp', 'rebalance')) : [];
+    assert.deepEqual(left, [], `temporary files left on ${n.id}`);
   }
 });
 

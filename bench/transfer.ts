@@ -112,7 +112,8 @@ async function runVariant(manager: ClusterManager, conn: Connection, v: Variant,
   const base = (cf.nodeConfig ?? {}) as Record<string, any>;
   writeClusterFile(manager.dir, {
     ...cf,
-    nodeConfig: { ...base, rebalance: { ...(base.rebalance ?? {}), receiveSlots: v.slots, fileMinBytes: v.path === 'full' ? 1024 ** 4 : 0 } },
+    // The joining node runs with the product's default durability (fsync), whatever the loader used.
+    nodeConfig: { ...base, wal: { ...(base.wal ?? {}), durability: 'fsync' }, rebalance: { ...(base.rebalance ?? {}), receiveSlots: v.slots, fileMinBytes: v.path === 'full' ? 1024 ** 4 : 0 } },
   });
   await conn.request('configSet', { key: 'rebalance.compression', value: v.lz4 ? 'lz4' : 'none' });
   await conn.request('configSet', { key: 'rebalance.sendSlots', value: Math.max(v.slots, 1) });

@@ -68,10 +68,13 @@ export class FullRebalancer {
       const { head, updates } = decodeBatchResponse(res);
       counter ??= head.counter;
       for (const u of updates) {
-        if (signal.aborted) return {};
         if (u.cacheId !== cacheId || u.partition !== partition) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'scanBatch returned a foreign entry');
-        await this.node.store.apply(u);
       }
+      if (signal.aborted) return {};
+      // The entries of one batch are applied together: each is logged and applied in turn (the
+      // partition serializes them) while their WAL durability is awaited as one group commit, not
+      // one fsync per entry. Order inside a batch does not matter (apply-if-newer, one key each).
+      await Promise.all(updates.map((u) => this.node.store.apply(u)));
       this.bytesReceived += res.length;
       onBatch?.(res.length, updates.length);
       await this.throttle(res.length, signal);

@@ -5,6 +5,7 @@
 import type { NodeConfig } from '../config.js';
 import { ErrorCode, ptnError } from '../errors.js';
 import type { Logger } from '../util/log.js';
+import type { FileLayer } from '../util/file-layer.js';
 import type { Store } from '../store/store.js';
 import type { Body } from '../net/connection.js';
 import { dial } from '../net/client.js';
@@ -22,6 +23,8 @@ export interface DemanderHost {
   readonly config: NodeConfig;
   readonly log: Logger;
   readonly store: Store;
+  /** The node's storage file layer (the fault layer under test faults); the manager's default. */
+  readonly fileLayer?: FileLayer;
   topology(): Topology;
   /** Resolves when topology `version` is applied (and ready when `ready`). */
   waitFor(version: number, ready: boolean, timeoutMs: number): Promise<void>;
@@ -47,6 +50,9 @@ export function clusterNodeHost(node: ClusterNode): DemanderHost {
     log: node.log.child({ part: 'demander' }),
     get store() {
       return node.store;
+    },
+    get fileLayer() {
+      return node.fileLayer;
     },
     topology: () => node.topology(),
     waitFor: (v, ready, ms) => node.waitFor(v, ready, ms),

@@ -101,7 +101,8 @@ export class DemanderManager {
     private readonly host: DemanderHost,
     opts: DemanderOptions = {},
   ) {
-    this.fl = opts.fileLayer ?? realFileLayer;
+    // Temp files and task records go through the node's file layer unless a test passes one.
+    this.fl = opts.fileLayer ?? host.fileLayer ?? realFileLayer;
     this.hooks = opts.hooks ?? {};
     this.taskStore = new TaskStore(`${host.config.dataDir}/tmp/rebalance`, this.fl);
     this.runner = new TaskRunner({

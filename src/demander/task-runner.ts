@@ -19,6 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import { ErrorCode, isPtnError, ptnError } from '../errors.js';
+import { faults } from '../testing/fault-points.js';
 import type { Update } from '../store/store.js';
 import { decodeUpdate } from '../cluster/update-codec.js';
 import { chooseSupplier, choosePath } from './choice.js';
@@ -290,6 +291,8 @@ export class TaskRunner {
               r.bytesDone = t.verifiedOffset;
               this.ctx.counters.bytesReceived.file += n;
               await this.ctx.hooks.onChunkVerified?.({ cache: r.cache, partition: r.partition, verifiedOffset: t.verifiedOffset, fileBytes: t.fileBytes }, link);
+              // TEST ONLY (no-op in production): lets the fault suite act at a share of the file received.
+              await faults().hitProgress('demander.received', t.verifiedOffset - n, t.verifiedOffset, t.fileBytes, { cacheId: r.cacheId, partition: r.partition });
             },
           });
         },
@@ -505,6 +508,9 @@ export class TaskRunner {
     transition(r, phase, Date.now());
     if (phase !== 'FAILED') r.error = undefined;
     await this.ctx.save(task);
+    // TEST ONLY (no-op in production): after the phase is persisted, so a kill here leaves a
+    // restarted node exactly the record the recovery table describes for this phase.
+    await faults().hit(`demander.phase.${phase}`, { cacheId: r.cacheId, partition: r.partition, phase });
     await this.ctx.hooks.onPhase?.(r, phase);
   }
 

@@ -27,6 +27,7 @@ import type { Topology } from '../cluster/topology.js';
 import { decodeMetaPage } from '../pagememory/meta-page.js';
 import { UpdateCounter } from '../pagememory/update-counter.js';
 import { type FileLayer, realFileLayer } from '../util/file-layer.js';
+import { faults } from '../testing/fault-points.js';
 import { type Logger, silentLogger } from '../util/log.js';
 import { ByteThrottle, type Clock } from './byte-throttle.js';
 import { CHUNK_HEADER_BYTES, encodeChunk } from './chunk-format.js';
@@ -43,6 +44,8 @@ export interface SupplierHost {
   readonly store: Store;
   readonly handlers: Map<string, Handler>;
   readonly log?: Logger;
+  /** The node's storage file layer (the fault layer under test faults); the default for temp files. */
+  readonly fileLayer?: FileLayer;
   topology(): Topology;
   on(event: 'topology', listener: (t: Topology) => void): unknown;
   off(event: 'topology', listener: (t: Topology) => void): unknown;
@@ -333,6 +336,8 @@ export class Supplier {
       const crc = snap.recordChunk(req.offset, raw);
       const out = encodeChunk(frame, req.offset, crc, this.rebalance.compression === 'lz4');
       const sent = out.body.length - CHUNK_HEADER_BYTES;
+      // TEST ONLY (no-op in production): lets the fault suite act at a share of the file served.
+      await faults().hitProgress('supplier.sent', req.offset, req.offset + rawBytes, fileBytes, { cacheId: t.init.cacheId, partition: t.init.partition });
       t.chunks++;
       t.bytesServed += rawBytes;
       t.bytesSent += sent;
@@ -402,7 +407,8 @@ export class Supplier {
 
 /** Creates the node's supplier and registers its handlers on `node.handlers`. */
 export function registerSupplierApi(node: SupplierHost, opts: SupplierOptions = {}): Supplier {
-  const supplier = new Supplier(node, opts);
+  // Temp deltas go through the node's file layer, so injected file faults reach them too.
+  const supplier = new Supplier(node, { fileLayer: node.fileLayer, ...opts });
   supplier.register(node.handlers);
   return supplier;
 }

@@ -87,6 +87,8 @@ export class Supplier {
   };
   readonly throttle: ByteThrottle;
   readonly slots: SendSlots;
+  /** The send slot of each transfer, freed once its file is sent (trailer) or at release. */
+  private readonly sendSlotOf = new WeakMap<Transfer, () => void>();
   private readonly transfers = new Map<string, Transfer>();
   private readonly opening = new Map<string, Promise<unknown>>();
   private readonly fl: FileLayer;
@@ -240,6 +242,7 @@ export class Supplier {
       onIdle: (tr) => void this.release(tr, 'idle timeout').catch((err) => this.log.error({ err }, 'releasing an idle transfer failed')),
     });
     t.hold(slot);
+    this.sendSlotOf.set(t, slot);
     try {
       await this.arm(t, req);
       if (this.closed) throw ptnError(ErrorCode.ERR_CLOSED, 'supplier closed while opening');
@@ -358,6 +361,10 @@ export class Supplier {
     return t.limited(() => this.rebalance.chunkWindow, async () => {
       const snap = this.stillOpen(t);
       const fileCrc = await snap.fileCrc(Buffer.allocUnsafe(t.openInfo!.chunkBytes));
+      // The file has been sent: its send slot (a bound on concurrent outgoing FILE streams) goes
+      // to the next demander now, not when this one reports OWNING after its replay and catch-up.
+      // The snapshot, its delta and the WAL reservation stay until release. (Idempotent.)
+      this.sendSlotOf.get(t)?.();
       return { fileBytes: snap.fileBytes, fileCrc };
     });
   }

@@ -17,8 +17,8 @@
  *      replication says master_link_status:up and master_sync_in_progress:0.
  *
  * Defaults finish in about 2 minutes on the 2-core development machine (100k entries: about
- * 190 MiB of partition files, 100 MiB in Redis); the issue's size is --entries 1000000. Results: bench/results/catchup.json and
- * bench/results/catchup.svg.
+ * 190 MiB of partition files, 100 MiB in Redis); the issue's size is --entries 1000000.
+ * Results: bench/results/catchup.json and bench/results/catchup.svg.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -109,6 +109,7 @@ const CACHE = 'bench';
 const CONNECTIONS = 4;
 const IN_FLIGHT_MAX = Number(args['in-flight-max']);
 const ACK_QUEUE_MAX = 65_536;
+const VERIFY_REQUEST_TIMEOUT_MS = 600_000;
 const MiB = 1024 * 1024;
 const log = (line: string) => {
   if (!args.quiet) console.log(line);
@@ -182,7 +183,7 @@ interface PtnRun {
   /** Seconds tasks spent in each phase (median, max, sum over tasks). */
   phases: ReturnType<typeof phaseBreakdown>;
   load: FixedRateSummary;
-  verify: VerifyResult;
+  verify: VerifyResult & { error?: string };
   /** Warnings the nodes logged, by message. */
   nodeComplaints: Record<string, number>;
 }
@@ -191,11 +192,13 @@ interface PtnRun {
 function joinProgress(): (s: ClusterStatus) => void {
   let lastLine = '';
   let lastAt = 0;
+  const t0 = performance.now();
   return (s) => {
-    const line = `  ptn: joining, ${s.rebalance?.partitionsLeft ?? '?'} copies MOVING, phases ${JSON.stringify(phaseCounts(s))}`;
+    const line = `${s.rebalance?.partitionsLeft ?? '?'} copies MOVING, phases ${JSON.stringify(phaseCounts(s))}`;
     if (line !== lastLine && performance.now() - lastAt >= 1000) {
-      log((lastLine = line));
+      lastLine = line;
       lastAt = performance.now();
+      log(`  ptn: joining +${((lastAt - t0) / 1000).toFixed(1)} s, ${line}`);
     }
   };
 }
@@ -218,6 +221,22 @@ async function joinUnderLoad(bc: BenchCluster, conns: Connection[], rate: number
   }
 }
 
+/**
+ * verify with the ack log. Digests read every partition of every copy (gigabytes at the issue's
+ * size), hence the long request timeout; an error is a failed verification, not a lost run.
+ */
+async function verifyRun(bc: BenchCluster, ackPath: string): Promise<VerifyResult & { error?: string }> {
+  try {
+    const verify = await runVerify({ settings: bc.manager.clientSettings(VERIFY_REQUEST_TIMEOUT_MS), ackLogPath: ackPath, ackCache: CACHE, waitRebalancedMs: 120_000, concurrency: 64 });
+    log(formatVerifyResult(verify).trimEnd().replace(/^/gm, '  '));
+    return verify;
+  } catch (err) {
+    const error = `${(err as { code?: string }).code ?? 'error'}: ${(err as Error).message}`;
+    console.log(`  verify could not run: ${error}`);
+    return { ok: false, caches: 0, partitions: 0, copiesCompared: 0, mismatchCount: 0, mismatches: [], error };
+  }
+}
+
 async function runPtn(root: string): Promise<PtnRun> {
   const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
   const conns: Connection[] = [];
@@ -233,8 +252,8 @@ async function runPtn(root: string): Promise<PtnRun> {
     log(`  ptn: the node sustains ${fmt(sustained)} writes/s (${SUSTAIN_CONCURRENCY} in flight); load rate ${fmt(rate)} ops/s = min(--rate ${RATE}, ${LOAD_SHARE} × sustained)`);
     const ackPath = path.join(root, 'acks.log');
     const { joined, summary } = await joinUnderLoad(bc, conns, rate, ackPath);
-    const verify = await runVerify({ settings: bc.manager.clientSettings(60_000), ackLogPath: ackPath, ackCache: CACHE, waitRebalancedMs: 120_000, concurrency: 64 });
-    log(formatVerifyResult(verify).trimEnd().replace(/^/gm, '  '));
+    log(`  ptn: every partition OWNING ${fmt(joined.obs.seconds)} s after the node was healthy (${fmt(joined.secondsFromStart)} s from its start); paths ${JSON.stringify(joined.obs.paths)}`);
+    const verify = await verifyRun(bc, ackPath);
     const { tasks, ...rest } = joined.obs;
     return {
       fillPutsPerSec,
@@ -269,6 +288,7 @@ async function runRedis(root: string, bin: string, rate: number): Promise<RedisR
   const master = await RedisServer.start(bin, path.join(root, 'redis-master'), ['repl-diskless-sync', 'yes', 'repl-diskless-sync-delay', '0']);
   const replica = await RedisServer.start(bin, path.join(root, 'redis-replica'));
   const clients: RespClient[] = [];
+  let stopLoad: (() => Promise<unknown>) | undefined;
   try {
     const admin = await RespClient.connect(master.port);
     clients.push(admin);
@@ -281,18 +301,11 @@ async function runRedis(root: string, bin: string, rate: number): Promise<RedisR
     const rc = await RespClient.connect(replica.port);
     clients.push(rc);
     const load = new FixedRateLoad({ ratePerSec: rate, inFlightMax: IN_FLIGHT_MAX, issue: redisWriter(loadClients, SEED) });
+    stopLoad = () => load.stop();
     load.start();
     await sleep(BEFORE_SEC * 1000);
     load.phase('during');
-    const t0 = performance.now();
-    await rc.call('REPLICAOF', '127.0.0.1', String(master.port));
-    const deadline = Date.now() + 3_600_000;
-    for (;;) {
-      if (replicaInSync(await rc.info('replication'))) break;
-      if (Date.now() > deadline) throw new Error('redis replica not in sync within an hour');
-      await sleep(50);
-    }
-    const syncSeconds = (performance.now() - t0) / 1000;
+    const syncSeconds = await timeReplicaSync(rc, master.port);
     load.phase('after');
     await sleep(AFTER_SEC * 1000);
     const summary = await load.stop();
@@ -302,10 +315,23 @@ async function runRedis(root: string, bin: string, rate: number): Promise<RedisR
     log(`  redis: replica in sync in ${fmt(syncSeconds)} s (full syncs: ${fullSyncs}; keys master ${masterKeys}, replica ${replicaKeys})`);
     return { fillSetsPerSec, usedMemoryBytes, syncSeconds, fullSyncs, replicaKeys, masterKeys, load: summary };
   } finally {
-    for (const c of clients) c.close();
+    for (const c of clients) c.close(); // rejects what is in flight, so stopping the load cannot hang
+    await stopLoad?.();
     await master.stop();
     await replica.stop();
   }
+}
+
+/** REPLICAOF, then INFO replication every 50 ms until the replica is in sync; returns seconds. */
+async function timeReplicaSync(rc: RespClient, masterPort: number): Promise<number> {
+  const t0 = performance.now();
+  await rc.call('REPLICAOF', '127.0.0.1', String(masterPort));
+  const deadline = Date.now() + 3_600_000;
+  while (!replicaInSync(await rc.info('replication'))) {
+    if (Date.now() > deadline) throw new Error('redis replica not in sync within an hour');
+    await sleep(50);
+  }
+  return (performance.now() - t0) / 1000;
 }
 
 const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
@@ -317,7 +343,6 @@ try {
   const redisBin = args.peer === 'redis' ? findRedisServer() : undefined;
   if (args.peer === 'redis' && !redisBin) console.log(`  ${REDIS_INSTALL_HINT}; skipping that column`);
   const ptn = await runPtn(root);
-  log(`  ptn: every partition OWNING ${fmt(ptn.joinSeconds)} s after the node was healthy (${fmt(ptn.joinSecondsFromStart)} s from its start); paths ${JSON.stringify(ptn.join.paths)}`);
   log(`  ptn: temp-WAL peak ${ptn.join.tempWalPeakBytes === undefined ? 'n/a' : `${fmt(ptn.join.tempWalPeakBytes / MiB)} MiB`}; fence pause max ${ptn.join.fenceMsMax === undefined ? 'n/a' : `${fmt(ptn.join.fenceMsMax)} ms`}`);
   log(`  ptn: seconds per task phase (median / max over ${ptn.join.tasks.length} tasks): ${Object.entries(ptn.phases).map(([k, v]) => `${k} ${fmt(v.medianSec)}/${fmt(v.maxSec)}`).join(', ')}`);
   const complaints = Object.entries(ptn.nodeComplaints);

@@ -36,7 +36,11 @@ export interface JoinObservation {
   tempWalPeakBytes?: number;
   /** Largest fence pause of any task (ms); undefined when never reported. */
   fenceMsMax?: number;
-  /** RSS of the joining node: before the join was seen moving data, and the peak during it. */
+  /**
+   * RSS of the joining node: "before" is the first sample, taken as soon as the node is healthy (its
+   * first transfer may just have started; a node cannot be sampled before it listens), and the
+   * peak of the samples taken every poll until the cluster is rebalanced.
+   */
   rss?: { beforeBytes: number; peakBytes: number; samples: number };
   /** Topology versions as the polls saw them change (epoch ms of the first poll showing each). */
   topologyVersions: Array<{ version: number; seenAtMs: number }>;

@@ -154,8 +154,10 @@ export class RespClient {
     return out;
   }
 
-  /** Closes the connection. */
+  /** Closes the connection; what is in flight, and every later call, is rejected. */
   close(): void {
+    this.failure ??= new Error('redis connection closed');
+    for (const p of this.pending.splice(0)) p.reject(this.failure);
     this.sock.destroy();
   }
 }

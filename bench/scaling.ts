@@ -212,11 +212,17 @@ async function rateSeries(bc: BenchCluster, entries: number): Promise<RatePoint[
           await conns[seq % conns.length]!.request('put', { cache: CACHE, key: `k${i}`, value: makeValue(i, seq + 1, VALUE_BYTES).value });
         },
       });
-      load.start();
-      await sleep(BEFORE_SEC * 1000);
-      load.phase('during');
-      const { entry, obs } = await bc.join({ pollMs: 50 });
+      let joined: Awaited<ReturnType<BenchCluster['join']>>;
+      try {
+        load.start();
+        await sleep(BEFORE_SEC * 1000);
+        load.phase('during');
+        joined = await bc.join({ pollMs: 50 });
+      } finally {
+        await load.stop(); // also when the join failed: the load must not outlive it
+      }
       const summary = await load.stop();
+      const { entry, obs } = joined;
       await bc.remove(entry);
       const t = onlyTask(obs);
       const replayAt = t?.phaseTimes.REPLAYING;

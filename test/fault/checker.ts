@@ -44,7 +44,14 @@ export async function checkCluster(o: CheckOptions): Promise<void> {
   const gone = new Set(o.goneForGood ?? []);
   const live = o.nodes.filter((n) => !gone.has(n.id));
   for (const n of live) assert.equal(nodeState(n), 'running', `${n.id} is not running`);
-  const s = await waitRebalanced(live[0]!.adminAddress, live.length, o.settleMs ?? 90_000);
+  await waitRebalanced(live[0]!.adminAddress, live.length, o.settleMs ?? 90_000);
+  // rebalanced says nothing is MOVING; copies being given up (RENTING) go away shortly after.
+  const allOwning = (st: Record<string, any>) => Object.values(st.partitions as Record<string, Array<{ copies: Record<string, string> }>>).every((ps) => ps.every((p) => Object.values(p.copies).every((x) => x === 'OWNING'))); // eslint-disable-line @typescript-eslint/no-explicit-any -- status JSON
+  const s = await waitFor('every copy OWNING', async () => {
+    const st = await status(live[0]!.adminAddress);
+    return allOwning(st) ? st : undefined;
+  }, 30_000, 100).catch(() => status(live[0]!.adminAddress));
+  assert.equal(s.rebalanced, true, 'rebalanced');
   assert.deepEqual(s.lostPartitions, [], 'no partition lost');
   for (const [cache, parts] of Object.entries(s.partitions as Record<string, Array<{ copies: Record<string, string> }>>)) {
     parts.forEach((p, i) => {

@@ -34,11 +34,11 @@ export interface PointRule {
 }
 
 /** Config keys shared by every node of a scenario (fast failure detection, file path, small chunks). */
-export function faultNodeConfig(extra: { rebalance?: Record<string, unknown>; points?: PointRule[] } = {}): Record<string, unknown> {
+export function faultNodeConfig(extra: { rebalance?: Record<string, unknown>; wal?: Record<string, unknown>; points?: PointRule[] } = {}): Record<string, unknown> {
   return {
     logLevel: 'info',
     net: { heartbeatIntervalMs: 200, failureTimeoutMs: 2000 },
-    wal: { durability: 'background', flushIntervalMs: 5 },
+    wal: { durability: 'background', flushIntervalMs: 5, ...extra.wal },
     storage: { checkpointIntervalMs: 1000 },
     rebalance: { fileMinBytes: 0, chunkBytes: CHUNK_BYTES, diskSpaceMarginBytes: 0, resumeRetries: 3, ...extra.rebalance },
     testFaults: { enabled: true, points: extra.points ?? [] },
@@ -48,7 +48,7 @@ export function faultNodeConfig(extra: { rebalance?: Record<string, unknown>; po
 /** A test cluster with test faults enabled on every node, torn down after the test. */
 export async function faultCluster(t: TestContext, nodes: number, extra: Parameters<typeof faultNodeConfig>[0] = {}): Promise<TestCluster> {
   enableTestFaultsEnv(t);
-  const c = await startTestCluster({ nodes, spareNodes: 3, nodeConfig: faultNodeConfig(extra) });
+  const c = await startTestCluster({ nodes, spareNodes: 3, nodeConfig: faultNodeConfig(extra), keepDir: process.env.PTN_KEEP_DIR === '1' });
   t.after(() => c.teardown());
   return c;
 }
@@ -63,6 +63,23 @@ export function setStartupPoints(c: TestCluster, points: PointRule[]): void {
   cfg.testFaults = { ...(cfg.testFaults ?? {}), enabled: true, points };
   cf.nodeConfig = cfg;
   writeClusterFile(c.dir, cf);
+}
+
+/**
+ * `cluster.add()` that tolerates the new node being killed by one of its own fault points before
+ * the launcher saw it healthy (a kill rule can fire within one /healthz poll of the join); the
+ * entry stays in the cluster file and `start(id)` restarts it. Returns the new node.
+ */
+export async function addNode(c: TestCluster, wait: 'ready' | 'healthy' | 'none' = 'none'): Promise<FaultNode> {
+  const before = new Set(c.nodes().map((n) => n.id));
+  try {
+    await c.add({ wait });
+  } catch (err) {
+    if (!/test fault: kill/.test((err as Error).message)) throw err;
+  }
+  const added = c.nodes().find((n) => !before.has(n.id));
+  if (!added) throw new Error('add() left no new node in the cluster file');
+  return added;
 }
 
 /** The manager's nodes as FaultNodes (pids as they are now). */
@@ -84,7 +101,7 @@ export async function status(adminAddress: string): Promise<Record<string, any>>
 }
 
 /** Rebalance tasks of the cluster status (every node's demander tasks). */
-export type TaskView = { node: string; cache: string; partition: number; phase: string; bytesDone: number; bytesTotal: number; restarts: number; bytesNotResent: number; supplier?: string; error?: string };
+export type TaskView = { node: string; cache: string; partition: number; phase: string; path?: string; reason?: string; bytesDone: number; bytesTotal: number; restarts: number; bytesNotResent: number; supplier?: string; error?: string };
 
 export async function tasks(adminAddress: string): Promise<TaskView[]> {
   return ((await status(adminAddress)).rebalance?.tasks ?? []) as TaskView[];

@@ -86,9 +86,9 @@ export function registerClientApi(node: ClusterNode): void {
     if (!Buffer.isBuffer(body)) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'primaryWrite takes a binary update');
     return (await node.writes.primaryWrite(decodeUpdate(body))) as unknown as Body;
   });
-  h.set('replicate', (body) => {
+  h.set('replicate', (body, conn) => {
     if (!Buffer.isBuffer(body)) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'replicate takes a binary update');
-    return node.writes.onReplicate(body);
+    return node.writes.onReplicate(body, conn);
   });
 
   h.set('query', async (body) => {
@@ -201,7 +201,7 @@ export function buildStatus(node: ClusterNode, perNode?: Map<string, Body | unde
   for (const [nodeId, r] of perNode ?? []) {
     const local = r as { tasks?: Array<Record<string, unknown>>; supplying?: Array<Record<string, unknown>> } | undefined;
     for (const task of local?.tasks ?? []) {
-      tasks.push({ node: nodeId, path: 'full', ...task });
+      tasks.push({ node: nodeId, ...task });
       total++;
     }
     for (const tr of local?.supplying ?? []) supplying.push({ node: nodeId, ...tr });

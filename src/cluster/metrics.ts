@@ -11,7 +11,7 @@ export class NodeMetrics {
 
   constructor(private readonly node: ClusterNode) {
     this.registry.setDefaultLabels({ node: node.selfId });
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'ptn_process_' });
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'ptn_' }); // → ptn_process_resident_memory_bytes …
     const gauge = (name: string, help: string, read: () => number | undefined, labelNames: string[] = []) =>
       new client.Gauge({
         name,

@@ -17,10 +17,10 @@
  */
 import { ErrorCode, isPtnError, ptnError } from '../errors.js';
 import type { Update } from '../store/store.js';
-import type { Body } from '../net/connection.js';
+import type { Body, Connection } from '../net/connection.js';
 import { partitionOfKey } from './affinity.js';
 import { decodeUpdate, encodeUpdate } from './update-codec.js';
-import { replicaTargets } from './topology.js';
+import { replicaTargets, type Topology } from './topology.js';
 import type { ClusterNode } from './node.js';
 
 const RETRYABLE = new Set<string>([
@@ -171,11 +171,11 @@ export class WritePath {
   // ---------------------------------------------------------------- backup
 
   /** A replicated update arrives at a copy. */
-  async onReplicate(payload: Buffer): Promise<Body> {
+  async onReplicate(payload: Buffer, from?: Connection): Promise<Body> {
     if (payload.length < 4) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'replicate: truncated');
     const version = payload.readUInt32BE(0);
     const u = decodeUpdate(payload.subarray(4));
-    if (version > this.node.topology().version) await this.node.waitFor(version, false, this.node.config.cluster.writeRetryMs);
+    if (version > this.node.topology().version) await this.catchUpTopology(version, from);
     const t = this.node.topology();
     const def = t.caches.find((c) => c.cacheId === u.cacheId);
     if (!def) throw ptnError(ErrorCode.ERR_CACHE_NOT_FOUND, `no cache with id ${u.cacheId}`);
@@ -192,6 +192,30 @@ export class WritePath {
     await this.node.store.apply(u);
     this.counts.replicaApplied++;
     return null;
+  }
+
+  /**
+   * The primary is ahead of us. The coordinator's broadcast is normally a moment away, but it may
+   * sit on a socket behind many replicate requests that all wait for it (each holds one of the
+   * connection's handler slots), so after a short wait the topology is asked of the primary itself:
+   * the answer is a response, which no handler slot holds back.
+   */
+  private async catchUpTopology(version: number, from: Connection | undefined): Promise<void> {
+    try {
+      await this.node.waitFor(version, false, 250);
+      return;
+    } catch {
+      // fall through: ask the sender
+    }
+    if (from) {
+      try {
+        const r = (await from.request('getTopology', {}, { timeoutMs: this.node.config.net.requestTimeoutMs })) as { topology: Topology };
+        if (r.topology.version >= version) await this.node.applyTopology(r.topology);
+      } catch (err) {
+        this.node.log.debug({ err }, 'topology from the primary failed');
+      }
+    }
+    await this.node.waitFor(version, false, this.node.config.cluster.writeRetryMs);
   }
 
   // ---------------------------------------------------------------- in-flight accounting

@@ -204,6 +204,13 @@ export class DemanderManager {
         return { record: old, next: 'resumeAt' };
       default: {
         if (tempPath) await this.taskStore.rm(tempPath);
+        // The old snapshot will not be pulled again: let its supplier free the delta, the WAL
+        // reservation and the slot now instead of at its idle timeout (best effort).
+        if (old.transfer && old.supplier) {
+          this.host
+            .request(old.supplier, 'snapshotRelease', { transferId: old.transfer.transferId, reason: 'demander restarted the partition' })
+            .catch((err) => this.host.log.debug({ err }, 'snapshotRelease after a restart failed (the supplier times it out)'));
+        }
         const fresh = newTaskRecord(cache.name, cache.cacheId, partition, version, now);
         fresh.restarts = old.restarts + (old.phase === 'PENDING' ? 0 : 1);
         fresh.forcedPath = old.forcedPath;

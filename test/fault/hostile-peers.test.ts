@@ -5,7 +5,7 @@
  * HTTP status), the node logs exactly ONE "refused connection" line for it, and keeps serving a
  * good client (put + get) and new clients. Oversized length claims (1 GiB in a WebSocket header,
  * 2 GiB in a frame's body length) are refused without allocating: the node's RSS
- * (`ptn_process_process_resident_memory_bytes`) does not grow with the claimed lengths (40 claims of
+ * (`ptn_process_resident_memory_bytes`) does not grow with the claimed lengths (40 claims of
  * ≥ 1 GiB; allowed growth 64 MiB, far below one claim).
  */
 import test from 'node:test';
@@ -18,7 +18,7 @@ import { RawPeer, RawTcp, craftFrame } from '../helpers/hostile-peer.js';
 import { FrameType } from '../../src/net/frames.js';
 import { CACHE, logLines, metric } from './scenarios.js';
 
-const RSS = 'ptn_process_process_resident_memory_bytes'; // prom-client's default metric under the node's 'ptn_process_' prefix
+const RSS = 'ptn_process_resident_memory_bytes'; // prom-client's default metric under the node's 'ptn_' prefix
 const GROWTH_BYTES_MAX = 64 * 1024 * 1024;
 
 /** Opens a raw WebSocket by hand (upgrade request), returns the socket once 101 arrived. */

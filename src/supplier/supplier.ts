@@ -253,6 +253,10 @@ export class Supplier {
     t.state = 'open';
     this.transfers.set(req.transferId, t);
     this.counters.transfersOpened++;
+    if (this.releasedWhileOpening.delete(req.transferId)) {
+      await this.release(t, 'demander released it while it was opening');
+      throw ptnError(ErrorCode.ERR_SNAPSHOT_GONE, `transfer ${req.transferId} was released while it was opening`);
+    }
     t.touch();
     this.log.info({ transferId: t.transferId, cache, partition: req.partition, demander, fileBytes: t.openInfo!.fileBytes }, 'snapshot opened');
     return t.openInfo!;
@@ -374,8 +378,14 @@ export class Supplier {
     const { transferId, reason } = parseRelease(body);
     const t = this.transfers.get(transferId);
     if (t) await this.release(t, `demander: ${reason}`);
+    // A release that overtakes its own open (the demander cancelled meanwhile) is remembered, so the
+    // open releases what it took as soon as it completes instead of at the idle timeout.
+    else if (this.opening.has(transferId)) this.releasedWhileOpening.add(transferId);
     return {};
   }
+
+  /** Transfers released by their demander while still opening. */
+  private readonly releasedWhileOpening = new Set<string>();
 
   private async release(t: Transfer, reason: string): Promise<void> {
     if (this.transfers.get(t.transferId) === t) {

@@ -23,6 +23,7 @@ import type { ClientSettings } from './client.js';
 import { FailoverClient, isConnectionGone } from './failover-client.js';
 import { Histogram } from './histogram.js';
 import { type Clock, monotonicClock, realSleep, type Sleep, TokenBucket } from './token-bucket.js';
+import { seededRandom } from '../util/seeded-random.js';
 
 /** What to load, where, how fast. */
 export interface LoadOptions {
@@ -48,6 +49,9 @@ export interface LoadOptions {
   clock?: Clock;
   sleep?: Sleep;
 }
+
+/** The load's PRNG (src/util/seeded-random.ts), re-exported for callers of this module. */
+export { seededRandom };
 
 /** Counts so far, handed to `onProgress`. */
 export interface LoadProgress {
@@ -100,17 +104,6 @@ export function makeValue(i: number, seq: number, valueBytes: number): { value: 
   return { value, json: JSON.stringify(value) };
 }
 
-/** mulberry32: a small seeded PRNG; returns floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function checkOptions(o: LoadOptions): void {
   const bad = (msg: string) => {

@@ -13,17 +13,7 @@ export async function tempDir(t: TestContext | { after: (fn: () => unknown) => v
   return dir;
 }
 
-/** A deterministic PRNG (mulberry32) so failures can be rerun from their seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as rng } from '../../src/util/seeded-random.js';
 
 /** The seed for a randomized test: PTN_SEED when set, else a fresh one. Printed on failure by callers. */
 export function testSeed(): number {

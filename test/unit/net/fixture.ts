@@ -24,17 +24,7 @@ export interface LogLine {
   extra?: object;
 }
 
-/** Seeded PRNG (mulberry32): tests print the seed in their failure messages. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../../../src/util/seeded-random.js';
 
 /** Owns servers and connections; `cleanup()` closes all of them. */
 export class NetFixture {

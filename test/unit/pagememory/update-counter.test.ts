@@ -6,18 +6,9 @@ import {
   UPDATE_COUNTER_RANGE_BYTES,
 } from '../../../src/pagememory/update-counter.js';
 import { ErrorCode, isPtnError } from '../../../src/errors.js';
+import { seededRandom } from '../../../src/util/seeded-random.js';
 
-/** Small deterministic PRNG (mulberry32) so failures can be rerun from the printed seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 function throwsCode(fn: () => unknown, code: string): void {
   assert.throws(fn, (err: unknown) => isPtnError(err) && err.code === code);

@@ -2,19 +2,11 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { compareUtf8Order, SecondaryIndex, type IndexableEntry } from '../../../src/store/secondary-index.js';
 import { ErrorCode, isPtnError } from '../../../src/errors.js';
+import { seededRandom } from '../../../src/util/seeded-random.js';
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 async function* iterate(entries: IndexableEntry[]): AsyncIterable<IndexableEntry> {
   for (const e of entries) {

@@ -82,17 +82,7 @@ export function hookedFileLayer(hooks: FileHooks): FileLayer {
   return { ...realFileLayer, open: async (p, flags) => wrap(await realFileLayer.open(p, flags)) };
 }
 
-/** Seeded PRNG (mulberry32): same seed, same sequence. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as prng } from '../../../src/util/seeded-random.js';
 
 /** Seed from PTN_SEED or random; printed by the tests that use it so a failure can be rerun. */
 export function testSeed(): number {

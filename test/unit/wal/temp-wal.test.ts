@@ -15,6 +15,7 @@ import {
 import { ErrorCode, isPtnError } from '../../../src/errors.js';
 import { crc32 } from '../../../src/util/crc32.js';
 import { realFileLayer, type FileLayer, type FileLike } from '../../../src/util/file-layer.js';
+import { seededRandom } from '../../../src/util/seeded-random.js';
 
 const H = TEMP_WAL_HEADER_BYTES;
 const F = TEMP_WAL_FRAME_HEADER_BYTES;
@@ -38,16 +39,7 @@ async function openWal(opts: Partial<TempWalOptions> & { dir: string }): Promise
   return w;
 }
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 function rec(i: number, size = 16): Buffer {
   const b = Buffer.alloc(size, i & 0xff);

@@ -50,6 +50,8 @@ export interface DemanderTaskStatus {
   restarts: number;
   fenceMs?: number;
   bytesNotResent: number;
+  /** Bytes cut from a torn tail when this task's temporary WAL was recovered after a restart. */
+  tempWalTruncatedBytes: number;
   phaseTimes: Partial<Record<Phase, number>>;
   error?: string;
 }
@@ -79,6 +81,8 @@ export class DemanderManager {
   private recovered = new Map<string, TaskRecord>();
   private firstTopologySeen = false;
   private running = 0;
+  /** Receive slots taken (see RunContext.streamDone). */
+  private slotsInUse = 0;
   private timer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private readonly fl: FileLayer;
@@ -90,6 +94,7 @@ export class DemanderManager {
     bytesNotResent: 0,
     updatesLogged: 0,
     corruptChunks: 0,
+    tempWalTruncatedBytes: 0,
     resumes: 0,
     restarts: 0,
     fences: 0,
@@ -115,6 +120,7 @@ export class DemanderManager {
       busy: (except) => this.busy(except),
       save: (task, at) => this.save(task, at),
       finished: (task) => this.finished(task),
+      streamDone: (task) => this.freeSlot(task),
     });
   }
 
@@ -171,9 +177,12 @@ export class DemanderManager {
     });
     this.logs.set(key, log);
     this.host.store.suspendIndexes(cache.cacheId, partition);
-    const task: Task = { key, record, log, abort: new AbortController(), next, active: false, cancelled: false, done: false, notBefore: 0, failures: 0, avoid: new Set() };
+    const task: Task = { key, record, log, abort: new AbortController(), next, active: false, holdsSlot: false, cancelled: false, done: false, notBefore: 0, failures: 0, avoid: new Set() };
     this.tasks.set(key, task);
-    if (log.wal.recovery.records > 0) this.host.log.info({ cache: cache.name, partition, records: log.wal.recovery.records }, 'temporary WAL recovered');
+    const rec = log.wal.recovery;
+    // A torn tail (a crash mid-append) is cut on open; its counters come back through HISTORICAL.
+    this.counters.tempWalTruncatedBytes += rec.truncatedBytes;
+    if (rec.records > 0 || rec.truncatedBytes > 0) this.host.log.info({ cache: cache.name, partition, records: rec.records, truncatedBytes: rec.truncatedBytes }, 'temporary WAL recovered');
   }
 
   /** A record left by an earlier run is resumed per the recovery table; otherwise a fresh record. */
@@ -309,7 +318,7 @@ export class DemanderManager {
     const slots = this.host.config.rebalance.receiveSlots;
     const now = Date.now();
     for (const task of this.tasks.values()) {
-      if (this.running >= slots) return;
+      if (this.slotsInUse >= slots) return;
       if (task.active || task.cancelled || task.done || task.notBefore > now) continue;
       this.start(task);
     }
@@ -317,7 +326,9 @@ export class DemanderManager {
 
   private start(task: Task): void {
     task.active = true;
+    task.holdsSlot = true;
     this.running++;
+    this.slotsInUse++;
     task.run = this.runner
       .attempt(task)
       .then((o) => {
@@ -336,8 +347,17 @@ export class DemanderManager {
       .finally(() => {
         task.active = false;
         this.running--;
+        this.freeSlot(task);
         this.pump();
       });
+  }
+
+  /** Gives the task's receive slot back (idempotent) and lets the next task start. */
+  private freeSlot(task: Task): void {
+    if (!task.holdsSlot) return;
+    task.holdsSlot = false;
+    this.slotsInUse--;
+    this.pump();
   }
 
   private busy(except: Task): Map<string, number> {
@@ -422,6 +442,7 @@ export class DemanderManager {
       restarts: r.restarts,
       fenceMs: r.fenceMs,
       bytesNotResent: r.bytesNotResent,
+      tempWalTruncatedBytes: t.log.wal.recovery.truncatedBytes,
       phaseTimes: { ...r.phaseTimes },
       error: t.waitReason ?? r.error,
     };

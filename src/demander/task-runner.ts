@@ -133,6 +133,7 @@ export class TaskRunner {
         break;
       case 'resumeStream':
         await this.stream(task, true);
+        this.ctx.streamDone(task);
         await this.swap(task);
         break;
       case 'redoSwap':
@@ -194,6 +195,7 @@ export class TaskRunner {
     if (path === 'file') {
       await this.openSnapshot(task, link, info);
       await this.stream(task, false);
+      this.ctx.streamDone(task);
       await this.swap(task);
     } else if (path === 'full') {
       await this.fill(task, supplier, info);
@@ -446,6 +448,8 @@ export class TaskRunner {
       };
       const want = wanted();
       if (want.length === 0) return;
+      // Says which counters history closes (a torn temp-WAL tail, updates missed while down …).
+      this.ctx.host.log.info({ cache: r.cache, partition: r.partition, supplier, counters: rangeCount(want), from: want[0]![0] }, 'fetching missing counters from WAL history');
       try {
         await fetchHistory({
           link,

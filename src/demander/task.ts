@@ -21,6 +21,8 @@ export interface Task {
   abort: AbortController;
   next: NextStep;
   active: boolean;
+  /** Holds one of the receive slots: from the start of an attempt until its file is received. */
+  holdsSlot: boolean;
   cancelled: boolean;
   done: boolean;
   notBefore: number;
@@ -46,6 +48,8 @@ export interface DemanderCounters {
   /** Replicated updates appended to temporary WALs. */
   updatesLogged: number;
   corruptChunks: number;
+  /** Bytes cut from torn temporary-WAL tails on recovery (a crash mid-append). */
+  tempWalTruncatedBytes: number;
   resumes: number;
   restarts: number;
   fences: number;
@@ -68,6 +72,12 @@ export interface RunContext {
   save(task: Task, transferAt?: { verifiedOffset: number; runningCrc: number }): Promise<void>;
   /** OWNING reported: remove the log, files and record. */
   finished(task: Task): Promise<void>;
+  /**
+   * The file is received: the attempt gives its receive slot back (the slot bounds what streams at
+   * once; swap, replay and catch-up need no bandwidth, and holding the slot through them left
+   * the link idle while the next partition waited).
+   */
+  streamDone(task: Task): void;
 }
 
 /** What an attempt came to. */

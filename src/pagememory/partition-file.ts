@@ -34,6 +34,8 @@ export interface IoCounters {
 
 /** Most pages one `writev` carries (bounded below IOV_MAX). */
 export const WRITE_RUN_PAGES_MAX = 256;
+/** Runs (write or writev calls) of one `writePages` in the thread pool at once. */
+export const WRITES_IN_FLIGHT_MAX = 16;
 
 /** An open partition file. Not safe for concurrent writers: the checkpoint is the only one. */
 export class PartitionFile {
@@ -185,30 +187,53 @@ export class PartitionFile {
       const problem = pageProblem(p.image, p.index);
       assert(problem === undefined, `writePages: page ${p.index} of ${this.path} fails its check before write: ${problem}`);
     }
-    let i = 0;
-    while (i < pages.length) {
+    // Runs are disjoint, so they may be written in any order: keep up to WRITES_IN_FLIGHT_MAX of them
+    // in the thread pool at once (one at a time left a checkpoint of 40k scattered pages waiting on
+    // 40k thread-pool round trips). Each run still has its listeners (copy-on-write) awaited first.
+    const runs: PageImage[][] = [];
+    for (let i = 0; i < pages.length; ) {
       let j = i + 1;
       while (j < pages.length && j - i < WRITE_RUN_PAGES_MAX && pages[j]!.index === pages[j - 1]!.index + 1) j++;
-      const run = pages.slice(i, j);
-      await this.notifyListeners(run);
-      try {
-        if (run.length === 1) await this.fh.write(run[0]!.image, 0, this.pageSize, run[0]!.index * this.pageSize);
-        else await this.fh.writev(run.map((p) => p.image), run[0]!.index * this.pageSize);
-      } catch (err) {
-        throw fsError(err, `write pages ${run[0]!.index}..${run[run.length - 1]!.index} of ${this.path}`);
-      }
-      this.io.pageWrites += run.length;
-      this.length = Math.max(this.length, run[run.length - 1]!.index + 1);
-      onRunWritten?.(run);
+      runs.push(pages.slice(i, j));
       i = j;
     }
+    const existingPages = this.length; // pages past it are new: no listener wants their old image
+    let next = 0;
+    let failure: unknown;
+    const worker = async (): Promise<void> => {
+      while (failure === undefined && next < runs.length) {
+        const run = runs[next++]!;
+        try {
+          await this.writeRun(run, existingPages);
+        } catch (err) {
+          failure ??= err;
+          return;
+        }
+        onRunWritten?.(run);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(WRITES_IN_FLIGHT_MAX, runs.length) }, worker));
+    if (failure !== undefined) throw failure;
   }
 
-  private async notifyListeners(run: readonly PageImage[]): Promise<void> {
+  /** Listeners first (copy-on-write), then one write or writev of consecutive pages. */
+  private async writeRun(run: readonly PageImage[], existingPages: number): Promise<void> {
+    await this.notifyListeners(run, existingPages);
+    try {
+      if (run.length === 1) await this.fh.write(run[0]!.image, 0, this.pageSize, run[0]!.index * this.pageSize);
+      else await this.fh.writev(run.map((p) => p.image), run[0]!.index * this.pageSize);
+    } catch (err) {
+      throw fsError(err, `write pages ${run[0]!.index}..${run[run.length - 1]!.index} of ${this.path}`);
+    }
+    this.io.pageWrites += run.length;
+    this.length = Math.max(this.length, run[run.length - 1]!.index + 1);
+  }
+
+  private async notifyListeners(run: readonly PageImage[], existingPages: number): Promise<void> {
     if (this.listeners.length === 0) return;
     const listeners = this.listeners.slice();
     for (const p of run) {
-      if (p.index >= this.length) break;
+      if (p.index >= existingPages) break;
       const read = () => this.readRaw(p.index);
       for (const l of listeners) await l(p.index, read);
     }

@@ -418,7 +418,10 @@ export class TaskRunner {
     for (const u of updates) {
       if (u.cacheId !== r.cacheId || u.partition !== r.partition) throw ptnError(ErrorCode.ERR_TEMP_WAL_CORRUPT, `temporary WAL of ${r.cacheId}/${r.partition} holds an update of ${u.cacheId}/${u.partition}`);
     }
-    await this.applyUpdates(updates);
+    // No wait for the node WAL's fsync (under the fence that wait was most of its length): the
+    // records stay in the temporary WAL until finish() has checkpointed the partition, and a
+    // restart replays that log again (recovery.ts row 8).
+    await Promise.all(updates.map((u) => this.ctx.host.store.apply(u, { waitDurable: false })));
   }
 
   private async applyUpdates(updates: Update[]): Promise<void> {

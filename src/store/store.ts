@@ -348,9 +348,11 @@ export class Store {
   /**
    * Logs and applies one update with apply-if-newer. With `assign`, the counter is handed out
    * here (this node is the primary) and written into `u.counter`. Resolves once the WAL record is
-   * durable (per the durability mode) with the apply result.
+   * durable (per the durability mode) with the apply result. With `waitDurable: false` it resolves
+   * once applied (the demander's replay: its records are durable in the temporary WAL, which is
+   * kept until a checkpoint has made the partition durable, and a later flush covers them).
    */
-  async apply(u: Update, opts: { assign?: boolean } = {}): Promise<ApplyResult> {
+  async apply(u: Update, opts: { assign?: boolean; waitDurable?: boolean } = {}): Promise<ApplyResult> {
     this.checkOpen();
     this.checkUpdate(u);
     await this.pm.waitForRoom();
@@ -367,7 +369,8 @@ export class Store {
     } finally {
       this.pm.exitMutation();
     }
-    await durable;
+    if (opts.waitDurable === false) durable.catch(() => undefined); // a failed WAL fails the next checkpoint
+    else await durable;
     return result;
   }
 

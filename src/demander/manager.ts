@@ -68,7 +68,7 @@ export interface DemanderOptions {
 const PUMP_INTERVAL_MS = 250;
 const BACKOFF_MIN_MS = 200;
 /** A restart re-receives at most this much of a file (each persist costs an fsync and a record write). */
-const PERSIST_EVERY_BYTES_DEFAULT = 32 << 20;
+const PERSIST_EVERY_BYTES_DEFAULT = 8 << 20;
 const BACKOFF_MAX_MS = 3_000;
 
 type Status = 'new' | 'open' | 'closing' | 'closed';

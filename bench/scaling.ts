@@ -194,6 +194,10 @@ interface RatePoint {
   seconds: number;
   p99Ms: number;
   dueNotSent: number;
+  /** Writes per second acknowledged while the node joined (what the load reached of `rate`). */
+  achievedPerSec: number;
+  /** How long the fence that closed the replay held the partition's writes (the task's fenceMs). */
+  fenceMs?: number;
   phaseTimesMs?: Record<string, number>;
 }
 
@@ -230,8 +234,10 @@ async function rateSeries(bc: BenchCluster, entries: number): Promise<RatePoint[
       const owningAt = t?.phaseTimes.OWNING ?? obs.rebalancedAtMs;
       const catchUp = replayAt !== undefined && owningAt !== undefined && owningAt >= replayAt ? (owningAt - replayAt) / 1000 : undefined;
       const during = summary.phases.during;
-      points.push({ rate, joinSeconds: obs.seconds, catchUpSeconds: catchUp, seconds: catchUp ?? obs.seconds, p99Ms: during?.p99Ms ?? 0, dueNotSent: summary.dueNotSent, phaseTimesMs: relativePhaseTimes(t) });
-      log(`  ${rate} writes/s: catch-up (REPLAYING → OWNING) ${catchUp === undefined ? 'n/a' : `${fmt(catchUp)} s`}, join ${fmt(obs.seconds)} s, write p99 during ${fmt(during?.p99Ms ?? 0)} ms`);
+      const fenceMs = typeof t?.fenceMs === 'number' ? t.fenceMs : undefined;
+      const achievedPerSec = during?.opsPerSec ?? 0;
+      points.push({ rate, joinSeconds: obs.seconds, catchUpSeconds: catchUp, seconds: catchUp ?? obs.seconds, p99Ms: during?.p99Ms ?? 0, dueNotSent: summary.dueNotSent, achievedPerSec, fenceMs, phaseTimesMs: relativePhaseTimes(t) });
+      log(`  ${rate} writes/s (${fmt(achievedPerSec)} reached): catch-up (REPLAYING → OWNING) ${catchUp === undefined ? 'n/a' : `${fmt(catchUp)} s`}, fence ${fenceMs === undefined ? 'n/a' : `${fmt(fenceMs)} ms`}, join ${fmt(obs.seconds)} s, write p99 during ${fmt(during?.p99Ms ?? 0)} ms`);
     }
   } finally {
     for (const c of conns) await c.close().catch(() => undefined);

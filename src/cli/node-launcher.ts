@@ -63,7 +63,7 @@ export function spawnNode(entry: ClusterNodeEntry, nodeCommand: readonly string[
   try {
     const env = { ...process.env };
     delete env.NODE_TEST_CONTEXT; // a node started from a test must not talk TAP
-    env.UV_THREADPOOL_SIZE ??= '16'; // see bin/ptn: set before the node's first file I/O
+    env.UV_THREADPOOL_SIZE ??= '64'; // see bin/ptn: set before the node's first file I/O
     const [cmd, ...args] = nodeCommand;
     const child = spawn(cmd!, [...args, 'node', 'start', '--config', entry.configPath], {
       detached: true,

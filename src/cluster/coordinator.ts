@@ -51,6 +51,8 @@ export class Coordinator {
   private readonly readyWaiters = new Map<number, Array<() => void>>();
   private readonly ackTimers = new Map<number, NodeJS.Timeout>();
   private readonly failing = new Map<string, Promise<void>>();
+  /** Joins seen per node id: a failure handling that began before a (re)join must not remove it. */
+  private readonly joins = new Map<string, number>();
   private readyVersion = 0;
   private closed = false;
   /** Partitions that lost every OWNING copy, as reported by recomputations. */
@@ -175,6 +177,7 @@ export class Coordinator {
    * where it holds the only one, it stays OWNING (nothing better exists). Its RENTING copies go.
    */
   join(node: Omit<TopologyNode, 'order'>): Promise<Topology> {
+    this.joins.set(node.id, (this.joins.get(node.id) ?? 0) + 1);
     return this.change((t) => {
       const known = t.nodes.find((n) => n.id === node.id);
       if (!known) {
@@ -258,6 +261,7 @@ export class Coordinator {
   nodeDown(nodeId: string): void {
     if (this.closed || nodeId === this.host.selfId || this.failing.has(nodeId)) return;
     if (!this.host.topology().nodes.some((n) => n.id === nodeId)) return;
+    const joinsAtDown = this.joins.get(nodeId) ?? 0;
     const p = (async () => {
       const deadline = Date.now() + this.host.config.net.failureTimeoutMs;
       while (!this.closed && Date.now() < deadline) {
@@ -269,6 +273,9 @@ export class Coordinator {
         }
       }
       if (this.closed || !this.host.topology().nodes.some((n) => n.id === nodeId)) return;
+      // Restarted and joined again while we re-dialled (its new process may not have answered the
+      // dial in time): that node is alive, and removing it now would leave it outside for good.
+      if ((this.joins.get(nodeId) ?? 0) !== joinsAtDown) return;
       this.host.log.warn({ nodeId }, 'node failed; removing it from the topology');
       await this.remove(nodeId);
     })()

@@ -123,7 +123,9 @@ export class WritePath {
     }
     const def = t.caches.find((c) => c.cacheId === u.cacheId);
     const pc = def ? t.partitions[def.name]?.[u.partition] : undefined;
-    if (!def || !pc) throw ptnError(ErrorCode.ERR_CACHE_NOT_FOUND, `no cache with id ${u.cacheId}`);
+    // A forwarded write names a cache the sender's topology has: a topology here without it is one
+    // not yet caught up (e.g. a node that just rejoined), so the sender may retry (retryable code).
+    if (!def || !pc) throw ptnError(ErrorCode.ERR_PARTITION_NOT_OWNED, `no partition ${u.partition} of cache id ${u.cacheId} here yet (topology ${t.version})`);
     if (pc.primary !== this.node.selfId) throw ptnError(ErrorCode.ERR_PARTITION_NOT_OWNED, `not the primary of ${def.name}/${u.partition}`);
     const version = t.version;
     this.enter(version);

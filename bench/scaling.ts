@@ -45,6 +45,7 @@ const HELP = `bench:scaling — transfer, swap-in, catch-up and demander memory 
   --rates LIST         write rates (ops/s) of the catch-up series (default 1000,2000,4000,8000)
   --catchup-mib M      partition size of the catch-up series (default: the first size)
   --before-sec S       load before each catch-up join starts (default 2)
+  --in-flight-max N    writes outstanding at most in the catch-up series (default 128)
   --swap-runs N        in-process restorePartition runs per size, median kept (default 3)
   --skip LIST          series to leave out: transfer (also skips swap-in and memory), catchup
   --base-port P --dir DIR --json FILE (default bench/results/scaling.json; the chart goes next to it)
@@ -58,6 +59,7 @@ const { values: args } = parseArgs({
     'sizes-mib': { type: 'string', default: '16,32,64,128' },
     'value-bytes': { type: 'string', default: '1000' },
     rates: { type: 'string', default: '1000,2000,4000,8000' },
+    'in-flight-max': { type: 'string', default: '128' },
     'catchup-mib': { type: 'string' },
     'before-sec': { type: 'string', default: '2' },
     'swap-runs': { type: 'string', default: '3' },
@@ -210,7 +212,7 @@ async function rateSeries(bc: BenchCluster, entries: number): Promise<RatePoint[
       const random = seededRandom(rate);
       const load = new FixedRateLoad({
         ratePerSec: rate,
-        inFlightMax: 128,
+        inFlightMax: Number(args['in-flight-max']),
         issue: async (seq) => {
           const i = Math.floor(random() * entries);
           await conns[seq % conns.length]!.request('put', { cache: CACHE, key: `k${i}`, value: makeValue(i, seq + 1, VALUE_BYTES).value });

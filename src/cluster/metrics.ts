@@ -65,6 +65,7 @@ export class NodeMetrics {
       ready() && n.demander ? n.demander.list().reduce((a, t) => a + (t.replayLagRecords ?? 0), 0) : undefined,
     );
     gauge('ptn_rebalance_fence_pause_ms', 'Length of the last replay fence (writes to that partition paused).', () => (ready() ? n.demander?.counters.lastFenceMs : undefined));
+    gauge('ptn_rebalance_temp_wal_truncated_bytes', 'Bytes cut from torn temporary-WAL tails when a restarted node recovered them.', () => (ready() ? n.demander?.counters.tempWalTruncatedBytes : undefined));
     gauge('ptn_rebalance_bytes_not_resent', 'Verified bytes a resumed transfer did not have to receive again.', () => (ready() ? n.demander?.counters.bytesNotResent : undefined));
     gauge('ptn_rebalance_transfers_supplying', 'Snapshots this node is serving right now.', () => (ready() && n.supplier ? n.supplier.list().length : undefined));
     gauge('ptn_rebalance_throttle_bytes_per_second', 'Rebalance byte-rate limit in force (0 = none).', () => n.config.rebalance.throttleBytesPerSec);

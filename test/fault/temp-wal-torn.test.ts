@@ -23,7 +23,7 @@ import path from 'node:path';
 import { getFaults, killNodeNow, nodeState, postFaults, waitNodeState } from '../helpers/node-faults.js';
 import { testSeed } from '../helpers/tmp.js';
 import { checkCluster } from './checker.js';
-import { ackLogOf, addNode, backgroundLoad, createCache, faultCluster, fill, logLines, nodeOf, setPoints, status, tasks, waitFor, waitRebalanced } from './scenarios.js';
+import { ackLogOf, addNode, backgroundLoad, createCache, faultCluster, fill, logLines, metric, nodeOf, setPoints, status, tasks, waitFor, waitRebalanced } from './scenarios.js';
 
 /** Bytes of the torn frame batch that reach the file: more than a frame header (8), less than a record. */
 const TORN_BYTES = 10;
@@ -88,6 +88,9 @@ test('a torn temp-WAL write at a crash: recovery truncates the tail and the miss
   assert.equal(resumed.action, 'resumeStream', `partition ${partition} resumed its stream from the same snapshot`);
   const recovered = await waitFor('the recovery log line', () => after('temporary WAL recovered')[0], 10_000);
   assert.equal(recovered.truncatedBytes, TORN_BYTES, 'the torn tail was truncated on recovery');
+  // The metric counts every tail cut since the start (a kill mid-append may tear other logs too).
+  const truncatedMetric = await metric(n3().adminAddress, 'ptn_rebalance_temp_wal_truncated_bytes');
+  assert.ok((truncatedMetric ?? 0) >= TORN_BYTES, `ptn_rebalance_temp_wal_truncated_bytes = ${truncatedMetric}`);
   const historical = await waitFor('the historical step log line', () => after('fetching missing counters from WAL history')[0], 10_000);
   assert.ok((historical.counters ?? 0) > 0, `counters fetched from history: ${JSON.stringify(historical)}`);
   await waitFor(`partition ${partition} OWNING on ${joined.id}`, () => after('partition rebalanced: OWNING').length > 0, 10_000);

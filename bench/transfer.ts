@@ -125,7 +125,7 @@ async function runVariant(manager: ClusterManager, conn: Connection, v: Variant,
     return st.nodes.length === 2 && st.rebalanced === true;
   }, 3_600_000, 50);
   const secs = (performance.now() - t0) / 1000;
-  const tasks = (s.rebalance?.tasks ?? []) as Array<Record<string, unknown>>;
+  for (const t of (s.rebalance?.tasks ?? []) as Array<Record<string, unknown>>) seen.set(`${t.cache}/${t.partition}`, t);
   if (process.env.PTN_BENCH_DEBUG) {
     for (const t of seen.values()) {
       const pt = (t.phaseTimes ?? {}) as Record<string, number>;
@@ -138,7 +138,7 @@ async function runVariant(manager: ClusterManager, conn: Connection, v: Variant,
   await fs.rm(entry.dataDir, { recursive: true, force: true });
   const mbps = bytes / MiB / secs;
   log(`  ${v.name.padEnd(12)} ${fmt(mbps)} MB/s (${fmt(secs)} s)`);
-  return { ...v, seconds: secs, mbPerSec: mbps, tasksSeen: tasks.length };
+  return { ...v, seconds: secs, mbPerSec: mbps, tasksSeen: seen.size };
 }
 
 const root = args.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'ptn-bench-transfer-')));

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { nodeState, waitNodeState } from '../helpers/node-faults.js';
 import { testSeed } from '../helpers/tmp.js';
 import { checkCluster } from './checker.js';
-import { ackLogOf, addNode, backgroundLoad, createCache, faultCluster, fill, logLines, nodeOf, setStartupPoints, status, waitFor, waitRebalanced } from './scenarios.js';
+import { addNode, faultCluster, loadedPair, logLines, nodeOf, setStartupPoints, status, waitFor, waitRebalanced } from './scenarios.js';
 
 /**
  * Where the demander is killed. `demander.phase.X` fires right after X is persisted (entering
@@ -44,13 +44,7 @@ for (const { phase, point } of CASES) {
   test(`a demander SIGKILLed in ${phase} and restarted resumes or restarts the partition and loses nothing`, async (t) => {
     const seed = testSeed();
     t.diagnostic(`seed ${seed} (rerun: PTN_SEED=${seed} node --import tsx --test test/fault/demander-crash.test.ts)`);
-    const c = await faultCluster(t, 2, { rebalance: { snapshotIdleTimeoutMs: IDLE_MS } });
-    await createCache(c, 6, 1);
-    const ackLog = ackLogOf(c.dir);
-    const addresses = c.nodes().map((n) => n.address);
-    await fill(c.settings(), addresses, ackLog, 1500);
-    const load = backgroundLoad(c.settings(), addresses, ackLog, seed, 400);
-    t.after(() => load.stop().catch(() => undefined));
+    const { c, ackLog, load } = await loadedPair(t, seed, IDLE_MS);
     setStartupPoints(c, [{ name: point, action: 'kill', once: true }]);
     const joined = await addNode(c);
     await waitNodeState(nodeOf(c, joined.id), 'gone', 60_000);

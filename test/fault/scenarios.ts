@@ -162,6 +162,21 @@ export function backgroundLoad(settings: ClientSettings, addresses: string[], ac
   };
 }
 
+/**
+ * The common start of the demander crash scenarios: 2 nodes, cache "default" (6 partitions, 1
+ * backup) filled with 1500 entries, a background load with an ack log (stopped after the test).
+ */
+export async function loadedPair(t: TestContext, seed: number, snapshotIdleTimeoutMs: number) {
+  const c = await faultCluster(t, 2, { rebalance: { snapshotIdleTimeoutMs } });
+  await createCache(c, 6, 1);
+  const ackLog = ackLogOf(c.dir);
+  const addresses = c.nodes().map((n) => n.address);
+  await fill(c.settings(), addresses, ackLog, 1500);
+  const load = backgroundLoad(c.settings(), addresses, ackLog, seed, 400);
+  t.after(() => load.stop().catch(() => undefined));
+  return { c, ackLog, load };
+}
+
 /** A gauge/counter of a node's /metrics (sum over label sets), or undefined when absent. */
 export async function metric(adminAddress: string, name: string): Promise<number | undefined> {
   const i = adminAddress.lastIndexOf(':');

@@ -23,7 +23,7 @@ import path from 'node:path';
 import { getFaults, killNodeNow, nodeState, postFaults, waitNodeState } from '../helpers/node-faults.js';
 import { testSeed } from '../helpers/tmp.js';
 import { checkCluster } from './checker.js';
-import { ackLogOf, addNode, backgroundLoad, createCache, faultCluster, fill, logLines, metric, nodeOf, setPoints, status, tasks, waitFor, waitRebalanced } from './scenarios.js';
+import { addNode, loadedPair, logLines, metric, nodeOf, setPoints, status, tasks, waitFor, waitRebalanced } from './scenarios.js';
 
 /** Bytes of the torn frame batch that reach the file: more than a frame header (8), less than a record. */
 const TORN_BYTES = 10;
@@ -44,13 +44,7 @@ interface LogLine {
 test('a torn temp-WAL write at a crash: recovery truncates the tail and the missing counters come from historical rebalance', async (t) => {
   const seed = testSeed();
   t.diagnostic(`seed ${seed} (rerun: PTN_SEED=${seed} node --import tsx --test test/fault/temp-wal-torn.test.ts)`);
-  const c = await faultCluster(t, 2, { rebalance: { snapshotIdleTimeoutMs: IDLE_MS } });
-  await createCache(c, 6, 1);
-  const ackLog = ackLogOf(c.dir);
-  const addresses = c.nodes().map((n) => n.address);
-  await fill(c.settings(), addresses, ackLog, 1500);
-  const load = backgroundLoad(c.settings(), addresses, ackLog, seed, 400);
-  t.after(() => load.stop().catch(() => undefined));
+  const { c, ackLog, load } = await loadedPair(t, seed, IDLE_MS);
   const suppliers = c.nodes();
   for (const n of suppliers) await setPoints(n, [{ name: 'supplier.sent.50', action: 'delay', delayMs: 2500 }]);
 

@@ -34,7 +34,7 @@ import { BenchCluster, logComplaints } from './bench-cluster.js';
 import { renderCatchupChart } from './chart.js';
 import { FixedRateLoad, measureSustainedOpsPerSec, type FixedRateSummary, type PhaseSummary } from './fixed-rate.js';
 import { phaseBreakdown, type JoinObservation } from './join-watch.js';
-import { fmt, writeResults } from './lib.js';
+import { clusterBenchFlags, fmt, writeResults } from './lib.js';
 import { findRedisServer, REDIS_INSTALL_HINT, RedisServer, redisFill, replicaInSync, RespClient } from './redis-peer.js';
 
 const HELP = `bench:catchup — a new replica joins under a fixed-rate write load; optionally vs a Redis full sync
@@ -79,13 +79,7 @@ const { values: args } = parseArgs({
     durability: { type: 'string', default: 'background' },
     peer: { type: 'string', default: 'none' },
     seed: { type: 'string' },
-    'base-port': { type: 'string' },
-    dir: { type: 'string' },
-    json: { type: 'string', default: path.join('bench', 'results', 'catchup.json') },
-    'cpu-prof': { type: 'string' },
-    'node-log-level': { type: 'string', default: 'warn' },
-    quiet: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
+    ...clusterBenchFlags('catchup'),
   },
 });
 if (args.help) {

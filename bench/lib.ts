@@ -185,3 +185,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The flags every cluster bench (catchup, scaling) takes, for `parseArgs`; results go to bench/results/NAME.json. */
+export function clusterBenchFlags(name: string) {
+  return {
+    'base-port': { type: 'string' },
+    dir: { type: 'string' },
+    json: { type: 'string', default: path.join('bench', 'results', `${name}.json`) },
+    'cpu-prof': { type: 'string' },
+    'node-log-level': { type: 'string', default: 'warn' },
+    quiet: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  } as const;
+}

@@ -33,7 +33,7 @@ import { BenchCluster, logComplaints } from './bench-cluster.js';
 import { renderScalingChart } from './chart.js';
 import { FixedRateLoad } from './fixed-rate.js';
 import { phaseSpanSec, relativePhaseTimes, type JoinObservation } from './join-watch.js';
-import { fitLogLog, fmt, median, writeResults } from './lib.js';
+import { clusterBenchFlags, fitLogLog, fmt, median, writeResults } from './lib.js';
 
 const HELP = `bench:scaling — transfer, swap-in, catch-up and demander memory against size and rate
 
@@ -64,13 +64,7 @@ const { values: args } = parseArgs({
     'before-sec': { type: 'string', default: '2' },
     'swap-runs': { type: 'string', default: '3' },
     skip: { type: 'string', default: '' },
-    'base-port': { type: 'string' },
-    dir: { type: 'string' },
-    json: { type: 'string', default: path.join('bench', 'results', 'scaling.json') },
-    'cpu-prof': { type: 'string' },
-    'node-log-level': { type: 'string', default: 'warn' },
-    quiet: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
+    ...clusterBenchFlags('scaling'),
   },
 });
 if (args.help) {

@@ -42,9 +42,9 @@ import { realSleep } from './token-bucket.js';
 /** Default base port: node i listens on 7400+i and 7500+i. */
 export const DEFAULT_BASE_PORT = 7400;
 /** Default time `up`/`add`/`start`/`stop` wait for the cluster to be ready. */
-export /** How long `start` of one node waits for its ports to be released by its previous process. */
-const PORTS_FREED_WAIT_MS = 120_000;
-const DEFAULT_READY_TIMEOUT_MS = 60_000;
+export const DEFAULT_READY_TIMEOUT_MS = 60_000;
+/** How long `start` of one node waits for its ports to be released by its previous process. */
+const PORTS_FREED_WAIT_MS = 10_000;
 /** Default time a node gets to exit after SIGTERM before SIGKILL. */
 export const DEFAULT_TERM_TIMEOUT_MS = 15_000;
 const STATUS_POLL_MS = 200;
@@ -182,9 +182,8 @@ export class ClusterManager {
   }
 
   /**
-   * ERR_USAGE when a port of `entries` is taken. With `waitMs`, looks again until then first: a
-   * node's previous process may still hold its ports for a while after it was killed (its main
-   * thread is a zombie, so it counts as gone, while a thread-pool thread finishes an fsync).
+   * ERR_USAGE when a port of `entries` is taken. With `waitMs`, looks again until then first: the
+   * kernel may release a killed node's listening sockets a moment after its process is reaped.
    */
   private async checkPortsFree(cf: ClusterFile, entries: readonly ClusterNodeEntry[], waitMs = 0): Promise<void> {
     const ports = entries.flatMap((e) => [cf.basePort + e.index, cf.basePort + ADMIN_PORT_OFFSET + e.index]);
@@ -262,7 +261,7 @@ export class ClusterManager {
       const entry = this.entryOf(cf, id);
       if (isProcessAlive(entry.pid, entry.configPath)) throw ptnError(ErrorCode.ERR_USAGE, `${id} is already running (pid ${entry.pid})`);
       entry.running = false;
-      // A node that ran before may be a killed process still releasing its ports: wait for them.
+      // A node that ran before: its killed process may release its ports a moment late.
       await this.checkPortsFree(cf, [entry], entry.pid ? PORTS_FREED_WAIT_MS : 0);
       const seeds = this.runningEntries(cf).filter((n) => n.id !== id).map((n) => n.address);
       await this.startAndWait(cf, entry, seeds, o);

@@ -104,7 +104,6 @@ export function makeValue(i: number, seq: number, valueBytes: number): { value: 
   return { value, json: JSON.stringify(value) };
 }
 
-
 function checkOptions(o: LoadOptions): void {
   const bad = (msg: string) => {
     throw ptnError(ErrorCode.ERR_USAGE, msg);

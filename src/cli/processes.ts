@@ -22,6 +22,15 @@ function procFile(pid: number, name: string): string | undefined {
 
 const HAS_PROC = fs.existsSync('/proc/self/cmdline');
 
+/** Threads of process `pid` still listed in /proc (0 when it is gone). */
+function threadCount(pid: number): number {
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).length;
+  } catch {
+    return 0;
+  }
+}
+
 /** True while `pid` runs (not a zombie) and, when `marker` is given, its command line contains it. */
 export function isProcessAlive(pid: number | null | undefined, marker?: string): boolean {
   if (!pid || pid <= 0) return false;
@@ -34,7 +43,9 @@ export function isProcessAlive(pid: number | null | undefined, marker?: string):
   const stat = procFile(pid, 'stat');
   if (stat === undefined) return false;
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  if (state === 'Z' || state === 'X') return false;
+  // A zombie main thread whose other threads still exist is a process still exiting (a pool
+  // thread finishing an fsync, say): it keeps its files and listening ports until they are gone.
+  if (state === 'Z' || state === 'X') return threadCount(pid) > 1;
   if (marker === undefined) return true;
   const cmdline = procFile(pid, 'cmdline');
   return cmdline !== undefined && cmdline.split('\0').includes(marker);

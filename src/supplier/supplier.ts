@@ -223,6 +223,7 @@ export class Supplier {
       return (await run) as unknown as Body;
     } finally {
       this.opening.delete(req.transferId);
+      this.releasedWhileOpening.delete(req.transferId); // an open that failed leaves nothing to release
     }
   }
 

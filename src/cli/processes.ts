@@ -31,7 +31,11 @@ function threadCount(pid: number): number {
   }
 }
 
-/** True while `pid` runs (not a zombie) and, when `marker` is given, its command line contains it. */
+/**
+ * True while `pid` runs or is still exiting (gone = no process, or a zombie with no thread left)
+ * and, when `marker` is given, its command line contains it. A process that is exiting has an
+ * empty command line: it counts as ours until it is gone, so callers wait for its ports and files.
+ */
 export function isProcessAlive(pid: number | null | undefined, marker?: string): boolean {
   if (!pid || pid <= 0) return false;
   try {
@@ -48,6 +52,7 @@ export function isProcessAlive(pid: number | null | undefined, marker?: string):
   if (state === 'Z' || state === 'X') return threadCount(pid) > 1;
   if (marker === undefined) return true;
   const cmdline = procFile(pid, 'cmdline');
+  if (cmdline === '') return true; // exiting: its memory is gone, its threads and files not yet
   return cmdline !== undefined && cmdline.split('\0').includes(marker);
 }
 

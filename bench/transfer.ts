@@ -13,6 +13,8 @@
  * Prints MB/s and ratios; writes bench/results/transfer.json (and a chart, see bench/chart.ts).
  * Flags: --total-mib (1024) --value-bytes (1024) --partitions (4) --compressibility (0.5)
  *        --variants file-1,file-1-lz4,file-4,file-4-lz4,full-4 --base-port --dir --json
+ *        --chunk-bytes N --chunk-window N (rebalance settings of both nodes; default: the node defaults)
+ *        --cpu-prof DIR (every node process writes a V8 CPU profile there; joiners stop with SIGTERM)
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -23,6 +25,7 @@ import { ClusterManager } from '../src/cli/cluster-manager.js';
 import { readClusterFile, writeClusterFile } from '../src/cli/cluster-file.js';
 import { connectClient } from '../src/cli/client.js';
 import { findFreeBasePort } from '../src/cli/processes.js';
+import { defaultNodeCommand } from '../src/cli/node-launcher.js';
 import type { Connection } from '../src/net/connection.js';
 import { fmt, rawFsyncCopyMBps, rawSocketPipeMBps, writeResults } from './lib.js';
 import { renderTransferChart } from './chart.js';
@@ -38,6 +41,9 @@ const { values: args } = parseArgs({
     dir: { type: 'string' },
     json: { type: 'string', default: path.join('bench', 'results', 'transfer.json') },
     quiet: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
+    'chunk-bytes': { type: 'string' },
+    'chunk-window': { type: 'string' },
   },
 });
 const TOTAL_MIB = Number(args['total-mib']);
@@ -113,10 +119,11 @@ async function runVariant(manager: ClusterManager, conn: Connection, v: Variant,
   writeClusterFile(manager.dir, {
     ...cf,
     // The joining node runs with the product's default durability (fsync), whatever the loader used.
-    nodeConfig: { ...base, wal: { ...(base.wal ?? {}), durability: 'fsync' }, rebalance: { ...(base.rebalance ?? {}), receiveSlots: v.slots, fileMinBytes: v.path === 'full' ? 1024 ** 4 : 0 } },
+    nodeConfig: { ...base, wal: { ...(base.wal ?? {}), durability: 'fsync' }, rebalance: { ...(base.rebalance ?? {}), ...(args['chunk-window'] ? { chunkWindow: Number(args['chunk-window']) } : {}), receiveSlots: v.slots, fileMinBytes: v.path === 'full' ? 1024 ** 4 : 0 } },
   });
   await conn.request('configSet', { key: 'rebalance.compression', value: v.lz4 ? 'lz4' : 'none' });
   await conn.request('configSet', { key: 'rebalance.sendSlots', value: Math.max(v.slots, 1) });
+  if (args['chunk-window']) await conn.request('configSet', { key: 'rebalance.chunkWindow', value: Number(args['chunk-window']) });
   const entry = await manager.add({ wait: 'healthy', timeoutMs: 120_000 });
   const t0 = performance.now();
   const seen = new Map<string, Record<string, unknown>>();
@@ -133,7 +140,7 @@ async function runVariant(manager: ClusterManager, conn: Connection, v: Variant,
       log(`    task ${t.partition} ${t.path} ${t.phase} ${Object.entries(pt).map(([k, v]) => `${k}+${v - t0}`).join(' ')}`);
     }
   }
-  await manager.stop(entry.id, { kill: true, wait: false });
+  await manager.stop(entry.id, PROFILE_DIR ? {} : { kill: true, wait: false });
   await waitFor(conn, (st) => st.nodes.length === 1 && st.rebalanced === true, 120_000, 200);
   await fs.rm(entry.dataDir, { recursive: true, force: true });
   const mbps = bytes / MiB / secs;
@@ -142,7 +149,12 @@ async function runVariant(manager: ClusterManager, conn: Connection, v: Variant,
 }
 
 const root = args.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'ptn-bench-transfer-')));
-const manager = new ClusterManager({ dir: path.join(root, 'cluster'), progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
+const PROFILE_DIR = args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefined;
+const manager = new ClusterManager({
+  dir: path.join(root, 'cluster'),
+  progress: args.quiet ? undefined : (l) => log(`  ${l}`),
+  nodeCommand: PROFILE_DIR ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, ...defaultNodeCommand().slice(1)] : undefined,
+});
 const results: Record<string, unknown> = {
   when: new Date().toISOString(),
   host: { cpus: os.cpus().length, node: process.version },
@@ -160,6 +172,7 @@ try {
       wal: { durability: 'background' },
       storage: { pageCacheBytesMax: 512 * MiB },
       net: { requestTimeoutMs: 60_000 },
+      ...(args['chunk-bytes'] ? { rebalance: { chunkBytes: Number(args['chunk-bytes']) } } : {}),
     },
   });
   conn = await connectClient(manager.clientSettings());
@@ -190,6 +203,6 @@ try {
   await renderTransferChart(results, args.json!.replace(/\.json$/, '') + '.svg');
 } finally {
   await conn?.close().catch(() => undefined);
-  await manager.down({ kill: true }).catch(() => undefined);
+  await manager.down(PROFILE_DIR ? {} : { kill: true }).catch(() => undefined);
   if (!args.dir) await fs.rm(root, { recursive: true, force: true });
 }

@@ -459,29 +459,38 @@ export class Connection extends EventEmitter {
     return this.#nextId;
   }
 
+  /** Sends a frame; a PreparedFrame is owned from here on and released once the socket took it (or on failure). */
   async #send(type: FrameType, id: number, method: string, body: Body | PreparedFrame | void): Promise<void> {
-    if (body instanceof PreparedFrame) assert(body.method === method, `prepared frame for ${body.method} sent as ${method}`);
-    await this.drained();
-    // No await between here and the write: the room checked above is still there.
-    let buf: Buffer;
-    if (body instanceof PreparedFrame) {
-      if (body.buffer.length > this.#config.frameBytesMax) {
-        throw ptnError(ErrorCode.ERR_PROTOCOL_FRAME_TOO_LARGE, `frame of ${body.buffer.length} bytes exceeds frameBytesMax`, {
-          details: { frameBytes: body.buffer.length, frameBytesMax: this.#config.frameBytesMax },
-        });
+    const prepared = body instanceof PreparedFrame ? body : undefined;
+    let handedOver = false;
+    try {
+      if (prepared) assert(prepared.method === method, `prepared frame for ${prepared.method} sent as ${method}`);
+      await this.drained();
+      // No await between here and the write: the room checked above is still there.
+      let buf: Buffer;
+      if (prepared) {
+        if (prepared.buffer.length > this.#config.frameBytesMax) {
+          throw ptnError(ErrorCode.ERR_PROTOCOL_FRAME_TOO_LARGE, `frame of ${prepared.buffer.length} bytes exceeds frameBytesMax`, {
+            details: { frameBytes: prepared.buffer.length, frameBytesMax: this.#config.frameBytesMax },
+          });
+        }
+        buf = sealFrame(prepared, type, id);
+      } else {
+        buf = encodeFrame(type, id, method, body ?? null, this.#config.frameBytesMax);
       }
-      buf = sealFrame(body, type, id);
-    } else {
-      buf = encodeFrame(type, id, method, body ?? null, this.#config.frameBytesMax);
+      this.#sendNow(buf, prepared);
+      handedOver = true;
+    } finally {
+      if (!handedOver) prepared?.release();
     }
-    this.#sendNow(buf);
   }
 
-  #sendNow(buf: Buffer): void {
+  #sendNow(buf: Buffer, prepared?: PreparedFrame): void {
     this.#stats.bytesSent += buf.length;
     this.#stats.framesSent++;
     this.#lastSentAtMs = performance.now();
-    this.#ws.send(buf, { binary: true }, this.#onWritten);
+    // ws calls back once the socket took the bytes (or failed to): only then may a pooled buffer be reused.
+    this.#ws.send(buf, { binary: true }, prepared ? () => { prepared.release(); this.#onWritten(); } : this.#onWritten);
   }
 
   /** Called by ws when a frame reached the kernel: senders re-check the room. */

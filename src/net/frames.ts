@@ -31,6 +31,7 @@
  */
 import { ErrorCode, assert, ptnError } from '../errors.js';
 import { crc32 } from '../util/crc32.js';
+import type { BufferPool } from '../util/buffer-pool.js';
 
 /** Body of a request, response or notification: a Buffer (or other byte view) travels raw, anything else as JSON. */
 export type Body = Buffer | null | boolean | number | string | object;
@@ -132,23 +133,40 @@ export class PreparedFrame {
    * header CRC is always there.
    */
   readonly bodyCrc: boolean;
+  #pool: BufferPool | undefined;
 
   /** @internal use `prepareFrame()`. */
-  constructor(buffer: Buffer, method: string, bodyCrc = true) {
+  constructor(buffer: Buffer, method: string, bodyCrc = true, pool?: BufferPool) {
     this.buffer = buffer;
     this.method = method;
     this.bodyCrc = bodyCrc;
     this.body = buffer.subarray(FRAME_HEADER_BYTES + method.length);
+    this.#pool = pool;
+  }
+
+  /**
+   * Gives the buffer back to its pool (if it came from one). The connection calls it once the
+   * socket has taken the bytes, or when the frame is not sent after all; whoever drops a
+   * prepared frame without sending it calls it. Idempotent; the frame must not be used after.
+   */
+  release(): void {
+    const pool = this.#pool;
+    this.#pool = undefined;
+    pool?.release(this.buffer);
   }
 }
 
-/** Allocates a frame for a raw body of `bodyBytes` bytes; `method` is '' for a response. */
-export function prepareFrame(bodyBytes: number, method = '', opts: { bodyCrc?: boolean } = {}): PreparedFrame {
+/**
+ * Allocates a frame for a raw body of `bodyBytes` bytes; `method` is '' for a response. With
+ * `pool`, the buffer is taken from it and goes back when the frame is released (see release()).
+ */
+export function prepareFrame(bodyBytes: number, method = '', opts: { bodyCrc?: boolean; pool?: BufferPool } = {}): PreparedFrame {
   assert(Number.isSafeInteger(bodyBytes) && bodyBytes >= 0 && bodyBytes <= 0xffffffff, 'bodyBytes out of range');
   assert(method === '' || METHOD_PATTERN.test(method), `bad method name: ${method}`);
-  const buffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + method.length + bodyBytes);
+  const frameBytes = FRAME_HEADER_BYTES + method.length + bodyBytes;
+  const buffer = opts.pool ? opts.pool.acquire(frameBytes) : Buffer.allocUnsafe(frameBytes);
   buffer.write(method, FRAME_HEADER_BYTES, 'latin1');
-  return new PreparedFrame(buffer, method, opts.bodyCrc ?? true);
+  return new PreparedFrame(buffer, method, opts.bodyCrc ?? true, opts.pool);
 }
 
 /** Writes the header (type, id, CRCs) of a prepared frame in place and returns its buffer. */

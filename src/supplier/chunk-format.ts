@@ -69,7 +69,7 @@ let lz4Scratch = Buffer.alloc(0);
 /**
  * Finishes a chunk response whose raw bytes were read into `frame.body` after the header (so a raw
  * chunk costs no copy): writes the header, or — with `useLz4` and when the LZ4 block is smaller —
- * returns a new, smaller frame holding the block instead.
+ * returns a new, smaller frame holding the block instead (and releases `frame`).
  */
 export function encodeChunk(frame: PreparedFrame, offset: number, crc: number, useLz4: boolean): PreparedFrame {
   const raw = frame.body.subarray(CHUNK_HEADER_BYTES);
@@ -81,6 +81,7 @@ export function encodeChunk(frame: PreparedFrame, offset: number, crc: number, u
       const small = prepareFrame(CHUNK_HEADER_BYTES + n, '', { bodyCrc: false });
       lz4Scratch.copy(small.body, CHUNK_HEADER_BYTES, 0, n);
       writeChunkHeader(small.body, { offset, rawBytes: raw.length, encodedBytes: n, flags: ChunkFlag.LZ4, crc });
+      frame.release(); // the raw bytes are not sent: its buffer may serve the next chunk
       return small;
     }
   }

@@ -21,7 +21,8 @@ import path from 'node:path';
 import type { NodeConfig } from '../config.js';
 import { ErrorCode, assert, isPtnError, ptnError } from '../errors.js';
 import type { Body, Connection, Handler } from '../net/connection.js';
-import { prepareFrame, type PreparedFrame } from '../net/frames.js';
+import { FRAME_HEADER_BYTES, prepareFrame, type PreparedFrame } from '../net/frames.js';
+import { BufferPool } from '../util/buffer-pool.js';
 import type { Store } from '../store/store.js';
 import type { Topology } from '../cluster/topology.js';
 import { decodeMetaPage } from '../pagememory/meta-page.js';
@@ -36,6 +37,9 @@ import { parseChunk, parseHistory, parseOpen, parsePartitionRef, parseRelease, p
 import { SendSlots } from './send-slots.js';
 import { PartitionSnapshot } from './snapshot.js';
 import { Transfer, type SnapshotOpenResponse, type TransferInfo } from './transfer.js';
+
+/** Idle chunk buffers the supplier keeps for reuse (each one chunk: 1 MiB by default). */
+const CHUNK_POOL_FREE_MAX = 16;
 
 /** What the supplier needs from its node (ClusterNode has all of it). */
 export interface SupplierHost {
@@ -89,6 +93,7 @@ export class Supplier {
   readonly slots: SendSlots;
   /** The send slot of each transfer, freed once its file is sent (trailer) or at release. */
   private readonly sendSlotOf = new WeakMap<Transfer, () => void>();
+  private chunkPool: BufferPool | undefined;
   private readonly transfers = new Map<string, Transfer>();
   private readonly opening = new Map<string, Promise<unknown>>();
   private readonly fl: FileLayer;
@@ -151,6 +156,17 @@ export class Supplier {
       });
     }
     return def.name;
+  }
+
+  /**
+   * The pool chunk responses are read into (src/util/buffer-pool.ts: no fresh 1 MiB buffer and
+   * no forced GC per chunk). Slots fit the largest chunk a transfer can ask for; at most
+   * CHUNK_POOL_FREE_MAX wait idle.
+   */
+  private chunkPoolFor(rawBytes: number): BufferPool {
+    const slotBytes = FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES + Math.max(rawBytes, this.rebalance.chunkBytes);
+    if (!this.chunkPool || this.chunkPool.slotBytes < slotBytes) this.chunkPool = new BufferPool(slotBytes, CHUNK_POOL_FREE_MAX);
+    return this.chunkPool;
   }
 
   /** Chunk size of new transfers: the setting, whole pages, within one frame. */
@@ -338,11 +354,17 @@ export class Supplier {
         t.throttleWaits++;
         this.counters.throttleWaits++;
       }
-      const frame = prepareFrame(CHUNK_HEADER_BYTES + rawBytes, '', { bodyCrc: false });
-      const raw = frame.body.subarray(CHUNK_HEADER_BYTES);
-      await snap.readRange(req.offset, raw);
-      const crc = snap.recordChunk(req.offset, raw);
-      const out = encodeChunk(frame, req.offset, crc, this.rebalance.compression === 'lz4');
+      const frame = prepareFrame(CHUNK_HEADER_BYTES + rawBytes, '', { bodyCrc: false, pool: this.chunkPoolFor(rawBytes) });
+      let out: PreparedFrame;
+      try {
+        const raw = frame.body.subarray(CHUNK_HEADER_BYTES);
+        await snap.readRange(req.offset, raw);
+        const crc = snap.recordChunk(req.offset, raw);
+        out = encodeChunk(frame, req.offset, crc, this.rebalance.compression === 'lz4');
+      } catch (err) {
+        frame.release();
+        throw err;
+      }
       const sent = out.body.length - CHUNK_HEADER_BYTES;
       // TEST ONLY (no-op in production): lets the fault suite act at a share of the file served.
       await faults().hitProgress('supplier.sent', req.offset, req.offset + rawBytes, fileBytes, { cacheId: t.init.cacheId, partition: t.init.partition });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { ErrorCode, isPtnError, ptnError } from '../../../src/errors.js';
 import { prepareFrame } from '../../../src/net/frames.js';
+import { BufferPool } from '../../../src/util/buffer-pool.js';
 import type { Body, Connection } from '../../../src/net/connection.js';
 import { RawPeer, SilentServer } from '../../helpers/hostile-peer.js';
 import { NetFixture, identity, netConfig, waitFor } from './fixture.js';
@@ -339,6 +340,36 @@ describe('backpressure', () => {
     assert.ok(accepted.stats.drainWaits > 0, 'the sender had to wait for room');
     assert.ok(dialer.stats.readPauses > 0, 'the receiver paused reading');
     assert.equal(received.length, chunks);
+  });
+});
+
+describe('pooled frames', () => {
+  test('a pooled response buffer goes back to its pool only after the socket took it, and every reuse arrives intact', async () => {
+    const pool = new BufferPool(24 + 64 * 1024, 2);
+    const { dialer, accepted } = await pair();
+    let served = 0;
+    accepted.handle('read', (b) => {
+      const { fill } = b as { fill: number };
+      const out = prepareFrame(64 * 1024, '', { pool });
+      out.body.fill(fill);
+      served++;
+      return out;
+    });
+    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => dialer.request('read', { fill: i })));
+    replies.forEach((r, i) => assert.deepEqual(r, Buffer.alloc(64 * 1024, i), `reply ${i}`));
+    assert.equal(served, 40);
+    await waitFor(() => pool.freeCount === 2, 'the buffers back in the pool');
+    assert.ok(pool.reused > 0, 'buffers were reused');
+    assert.ok(pool.allocated < 40, `${pool.allocated} slots allocated for 40 replies`);
+  });
+
+  test('a pooled frame that cannot be sent is released all the same', async () => {
+    const pool = new BufferPool(24 + 16 * 1024, 4);
+    const config = netConfig({ frameBytesMax: 8192 });
+    const { dialer, accepted } = await pair({ config }, { config });
+    accepted.handle('big', () => prepareFrame(16 * 1024, '', { pool }));
+    await rejectsCode(dialer.request('big', null), 'ERR_PROTOCOL_FRAME_TOO_LARGE');
+    assert.equal(pool.freeCount, 1);
   });
 });
 

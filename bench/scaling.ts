@@ -31,7 +31,7 @@ import type { Connection } from '../src/net/connection.js';
 import type { RebalanceTask } from '../src/cli/status-format.js';
 import { BenchCluster, logComplaints } from './bench-cluster.js';
 import { renderScalingChart } from './chart.js';
-import { FixedRateLoad } from './fixed-rate.js';
+import { FixedRateLoad, TIMELINE_WINDOW_MS, type FixedRateSummary } from './fixed-rate.js';
 import { phaseSpanSec, relativePhaseTimes, type JoinObservation } from './join-watch.js';
 import { clusterBenchFlags, fitLogLog, fmt, median, writeResults } from './lib.js';
 
@@ -194,7 +194,19 @@ interface RatePoint {
   achievedPerSec: number;
   /** How long the fence that closed the replay held the partition's writes (the task's fenceMs). */
   fenceMs?: number;
+  /** Writes per second acknowledged of those due in the second before the fence closed (REPLAYING → HISTORICAL). */
+  atFencePerSec?: number;
   phaseTimesMs?: Record<string, number>;
+}
+
+/** Writes/s acknowledged of those due in [fromMs, toMs) (epoch), from the load's 250 ms timeline. */
+function ackedPerSecBetween(summary: FixedRateSummary, fromMs: number, toMs: number): number | undefined {
+  const windows = summary.timeline.filter((w) => {
+    const at = summary.startedAtMs + w.atSec * 1000;
+    return at >= fromMs && at + TIMELINE_WINDOW_MS <= toMs;
+  });
+  if (windows.length === 0) return undefined;
+  return windows.reduce((n, w) => n + w.ops, 0) / ((windows.length * TIMELINE_WINDOW_MS) / 1000);
 }
 
 async function rateSeries(bc: BenchCluster, entries: number): Promise<RatePoint[]> {
@@ -232,8 +244,12 @@ async function rateSeries(bc: BenchCluster, entries: number): Promise<RatePoint[
       const during = summary.phases.during;
       const fenceMs = typeof t?.fenceMs === 'number' ? t.fenceMs : undefined;
       const achievedPerSec = during?.opsPerSec ?? 0;
-      points.push({ rate, joinSeconds: obs.seconds, catchUpSeconds: catchUp, seconds: catchUp ?? obs.seconds, p99Ms: during?.p99Ms ?? 0, dueNotSent: summary.dueNotSent, achievedPerSec, fenceMs, phaseTimesMs: relativePhaseTimes(t) });
-      log(`  ${rate} writes/s (${fmt(achievedPerSec)} reached): catch-up (REPLAYING → OWNING) ${catchUp === undefined ? 'n/a' : `${fmt(catchUp)} s`}, fence ${fenceMs === undefined ? 'n/a' : `${fmt(fenceMs)} ms`}, join ${fmt(obs.seconds)} s, write p99 during ${fmt(during?.p99Ms ?? 0)} ms`);
+      // The fence closes the replay: the task leaves REPLAYING right after it.
+      const fenceEndMs = t?.phaseTimes.HISTORICAL ?? t?.phaseTimes.OWNING;
+      const atFencePerSec = fenceEndMs === undefined ? undefined : ackedPerSecBetween(summary, fenceEndMs - 1000, fenceEndMs);
+      points.push({ rate, joinSeconds: obs.seconds, catchUpSeconds: catchUp, seconds: catchUp ?? obs.seconds, p99Ms: during?.p99Ms ?? 0, dueNotSent: summary.dueNotSent, achievedPerSec, fenceMs, atFencePerSec, phaseTimesMs: relativePhaseTimes(t) });
+      const fence = fenceMs === undefined ? 'n/a' : `${fmt(fenceMs)} ms${atFencePerSec === undefined ? '' : ` at ${fmt(atFencePerSec)} writes/s (the second before it)`}`;
+      log(`  ${rate} writes/s (${fmt(achievedPerSec)} reached): catch-up (REPLAYING → OWNING) ${catchUp === undefined ? 'n/a' : `${fmt(catchUp)} s`}, fence ${fence}, join ${fmt(obs.seconds)} s, write p99 during ${fmt(during?.p99Ms ?? 0)} ms`);
     }
   } finally {
     for (const c of conns) await c.close().catch(() => undefined);

@@ -28,6 +28,7 @@ const RETRYABLE = new Set<string>([
   ErrorCode.ERR_CONNECTION_CLOSED,
   ErrorCode.ERR_REQUEST_TIMEOUT,
   ErrorCode.ERR_HANDSHAKE_TIMEOUT,
+  ErrorCode.ERR_PEER_BUSY,
 ]);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

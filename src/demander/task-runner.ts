@@ -36,7 +36,7 @@ import { abortable, StartOver, type Outcome, type RunContext, type Task } from '
 const HISTORY_JOIN_GAP = 64;
 /** Start-overs in one attempt before it backs off. */
 const START_OVERS_PER_ATTEMPT = 3;
-const RESUMABLE = new Set<string>([ErrorCode.ERR_CONNECTION_CLOSED, ErrorCode.ERR_REQUEST_TIMEOUT, ErrorCode.ERR_HANDSHAKE_TIMEOUT, ErrorCode.ERR_BUSY]);
+const RESUMABLE = new Set<string>([ErrorCode.ERR_CONNECTION_CLOSED, ErrorCode.ERR_REQUEST_TIMEOUT, ErrorCode.ERR_HANDSHAKE_TIMEOUT, ErrorCode.ERR_BUSY, ErrorCode.ERR_PEER_BUSY]);
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {

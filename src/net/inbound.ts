@@ -6,6 +6,12 @@
  * so a peer that outruns our handlers (a slow disk under a file stream) is slowed down by TCP
  * instead of filling our memory; below both limits again, reading resumes.
  *
+ * Never paused while we wait for answers on the same socket: a socket carries requests both ways,
+ * and pausing it while our own handlers wait for the peer's responses (a forwarded write waiting
+ * for its replication, say) would stop those responses too — a deadlock between two nodes. So the
+ * connection admits with `mayPause` false while it has requests of its own pending, and refuses
+ * requests beyond the limits instead (`full`, answered ERR_PEER_BUSY, which the sender retries).
+ *
  * Bound: `ws.pause()` stops the socket, but `ws` may still deliver the messages it already
  * parsed from the last chunk, so unfinished work may overshoot by about one socket read
  * (≤ 64 KiB) plus one frame (≤ frameBytesMax).
@@ -45,11 +51,16 @@ export class InboundFlow {
     return this.#bytes;
   }
 
-  /** A received frame of `bytes` bytes starts being handled. */
-  admit(bytes: number): void {
+  /** True when unfinished work is at a limit: a new request should be refused, not admitted. */
+  get full(): boolean {
+    return this.#bytes >= this.#bytesMax || this.#frames >= this.#framesMax;
+  }
+
+  /** A received frame of `bytes` bytes starts being handled; at a limit reading pauses, if `mayPause`. */
+  admit(bytes: number, mayPause = true): void {
     this.#bytes += bytes;
     this.#frames++;
-    if (!this.#paused && (this.#bytes >= this.#bytesMax || this.#frames >= this.#framesMax)) {
+    if (mayPause && !this.#paused && this.full) {
       this.#paused = true;
       this.pauses++;
       this.#socket.pause();

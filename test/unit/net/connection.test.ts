@@ -343,6 +343,38 @@ describe('backpressure', () => {
   });
 });
 
+describe('requests both ways on one socket', () => {
+  test('handlers that wait for the peer never deadlock it: beyond the limit requests are refused busy, and all finish', async () => {
+    // The dialer is limited to 8 handlers; each 'fwd' it serves asks the other side 'rep' on the
+    // same socket and waits (a forwarded write waiting for its replication). Pausing the socket
+    // at 8 would also stop the 'rep' answers: nothing would ever finish.
+    const { dialer, accepted } = await pair({}, { handlersInflightMax: 8 });
+    accepted.handle('rep', async (b) => {
+      await new Promise((r) => setTimeout(r, 5));
+      return b;
+    });
+    dialer.handle('fwd', async (b) => dialer.request('rep', b));
+    let busy = 0;
+    const results = await Promise.all(
+      Array.from({ length: 64 }, async (_, i) => {
+        for (;;) {
+          try {
+            return await accepted.request('fwd', { i }, { timeoutMs: 10_000 });
+          } catch (err) {
+            if (!isPtnError(err, 'ERR_PEER_BUSY')) throw err;
+            busy++;
+            await new Promise((r) => setTimeout(r, 2));
+          }
+        }
+      }),
+    );
+    results.forEach((r, i) => assert.deepEqual(r, { i }));
+    assert.ok(busy > 0, 'some requests were refused busy and retried');
+    assert.equal(dialer.stats.busyRefusals, busy);
+    // It may pause while nothing of its own is pending, but resumes as soon as it asks (else: timeouts above).
+  });
+});
+
 describe('pooled frames', () => {
   test('a pooled response buffer goes back to its pool only after the socket took it, and every reuse arrives intact', async () => {
     const pool = new BufferPool(24 + 64 * 1024, 2);
@@ -355,10 +387,14 @@ describe('pooled frames', () => {
       served++;
       return out;
     });
-    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => dialer.request('read', { fill: i })));
-    replies.forEach((r, i) => assert.deepEqual(r, Buffer.alloc(64 * 1024, i), `reply ${i}`));
+    // Waves of 10 at once: within a wave the frames leave together; between waves the buffers return.
+    for (let wave = 0; wave < 4; wave++) {
+      const fills = Array.from({ length: 10 }, (_, i) => wave * 10 + i);
+      const replies = await Promise.all(fills.map((fill) => dialer.request('read', { fill })));
+      replies.forEach((r, i) => assert.deepEqual(r, Buffer.alloc(64 * 1024, fills[i]), `reply ${fills[i]}`));
+      await waitFor(() => pool.freeCount === 2, 'the buffers back in the pool');
+    }
     assert.equal(served, 40);
-    await waitFor(() => pool.freeCount === 2, 'the buffers back in the pool');
     assert.ok(pool.reused > 0, 'buffers were reused');
     assert.ok(pool.allocated < 40, `${pool.allocated} slots allocated for 40 replies`);
   });

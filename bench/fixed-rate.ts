@@ -55,8 +55,11 @@ export interface FixedRateSummary {
   /** Epoch ms of the start, and of each phase's start (to line the timeline up with node logs). */
   startedAtMs: number;
   phaseStartsMs: Record<string, number>;
-  /** Per `TIMELINE_WINDOW_MS` of due time from the start: operations acknowledged and their worst latency (ms). */
-  timeline: Array<{ atSec: number; ops: number; maxMs: number }>;
+  /**
+   * Per `TIMELINE_WINDOW_MS` from the start: `ops` acknowledged of those DUE in the window and their
+   * worst latency (ms); `ackedOps` acknowledged IN the window, whenever due (the rate served then).
+   */
+  timeline: Array<{ atSec: number; ops: number; maxMs: number; ackedOps: number }>;
 }
 
 /** Width of one timeline window. */
@@ -85,6 +88,7 @@ export class FixedRateLoad {
   private startedAtMs = 0;
   private readonly windowOps: number[] = [];
   private readonly windowMaxMs: number[] = [];
+  private readonly windowAcked: number[] = [];
   private issued = 0;
   private acked = 0;
   private errors = 0;
@@ -155,13 +159,16 @@ export class FixedRateLoad {
       p.ops++;
       p.hist.record(latencyMs * 1000); // µs
       const w = Math.floor((dueMs - this.t0) / TIMELINE_WINDOW_MS);
-      if (w < TIMELINE_WINDOWS_MAX) {
-        while (this.windowOps.length <= w) {
+      const a = Math.floor((performance.now() - this.t0) / TIMELINE_WINDOW_MS);
+      if (a < TIMELINE_WINDOWS_MAX) {
+        while (this.windowOps.length <= a) {
           this.windowOps.push(0);
           this.windowMaxMs.push(0);
+          this.windowAcked.push(0);
         }
         this.windowOps[w]!++;
         this.windowMaxMs[w] = Math.max(this.windowMaxMs[w]!, latencyMs);
+        this.windowAcked[a]!++;
       }
     } else {
       this.errors++;
@@ -199,7 +206,7 @@ export class FixedRateLoad {
       phases,
       startedAtMs: this.startedAtMs,
       phaseStartsMs: Object.fromEntries(this.phases.map((p) => [p.name, this.startedAtMs + (p.startMs - this.t0)])),
-      timeline: this.windowOps.map((ops, i) => ({ atSec: (i * TIMELINE_WINDOW_MS) / 1000, ops, maxMs: Math.round(this.windowMaxMs[i]! * 10) / 10 })),
+      timeline: this.windowOps.map((ops, i) => ({ atSec: (i * TIMELINE_WINDOW_MS) / 1000, ops, maxMs: Math.round(this.windowMaxMs[i]! * 10) / 10, ackedOps: this.windowAcked[i]! })),
     };
   }
 }

@@ -194,19 +194,19 @@ interface RatePoint {
   achievedPerSec: number;
   /** How long the fence that closed the replay held the partition's writes (the task's fenceMs). */
   fenceMs?: number;
-  /** Writes per second acknowledged of those due in the second before the fence closed (REPLAYING → HISTORICAL). */
+  /** Writes per second acknowledged in the second before the fence closed (REPLAYING → HISTORICAL). */
   atFencePerSec?: number;
   phaseTimesMs?: Record<string, number>;
 }
 
-/** Writes/s acknowledged of those due in [fromMs, toMs) (epoch), from the load's 250 ms timeline. */
+/** Writes/s acknowledged in [fromMs, toMs) (epoch), from the load's 250 ms timeline. */
 function ackedPerSecBetween(summary: FixedRateSummary, fromMs: number, toMs: number): number | undefined {
   const windows = summary.timeline.filter((w) => {
     const at = summary.startedAtMs + w.atSec * 1000;
     return at >= fromMs && at + TIMELINE_WINDOW_MS <= toMs;
   });
   if (windows.length === 0) return undefined;
-  return windows.reduce((n, w) => n + w.ops, 0) / ((windows.length * TIMELINE_WINDOW_MS) / 1000);
+  return windows.reduce((n, w) => n + w.ackedOps, 0) / ((windows.length * TIMELINE_WINDOW_MS) / 1000);
 }
 
 async function rateSeries(bc: BenchCluster, entries: number): Promise<RatePoint[]> {
@@ -248,7 +248,7 @@ async function rateSeries(bc: BenchCluster, entries: number): Promise<RatePoint[
       const fenceEndMs = t?.phaseTimes.HISTORICAL ?? t?.phaseTimes.OWNING;
       const atFencePerSec = fenceEndMs === undefined ? undefined : ackedPerSecBetween(summary, fenceEndMs - 1000, fenceEndMs);
       points.push({ rate, joinSeconds: obs.seconds, catchUpSeconds: catchUp, seconds: catchUp ?? obs.seconds, p99Ms: during?.p99Ms ?? 0, dueNotSent: summary.dueNotSent, achievedPerSec, fenceMs, atFencePerSec, phaseTimesMs: relativePhaseTimes(t) });
-      const fence = fenceMs === undefined ? 'n/a' : `${fmt(fenceMs)} ms${atFencePerSec === undefined ? '' : ` at ${fmt(atFencePerSec)} writes/s (the second before it)`}`;
+      const fence = fenceMs === undefined ? 'n/a' : `${fmt(fenceMs)} ms${atFencePerSec === undefined ? '' : ` at ${fmt(atFencePerSec)} writes/s acknowledged in the second before it`}`;
       log(`  ${rate} writes/s (${fmt(achievedPerSec)} reached): catch-up (REPLAYING → OWNING) ${catchUp === undefined ? 'n/a' : `${fmt(catchUp)} s`}, fence ${fence}, join ${fmt(obs.seconds)} s, write p99 during ${fmt(during?.p99Ms ?? 0)} ms`);
     }
   } finally {

@@ -54,7 +54,7 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
   --before-sec S          load before the join starts (default 10)
   --after-sec S           load after every partition is OWNING (default 3)
   --in-flight-max N       writes outstanding at most; a write waiting for a slot counts that wait in
-                          its latency (default 128: above 256 a node's peer link fills up, see README)
+                          its latency (default 128)
   --durability MODE       WAL durability of the nodes: background (default, like Redis without AOF) or fsync
   --peer redis|none       also run a Redis replica full sync (needs redis-server on the PATH)
   --seed N                seed of the load's key choice

@@ -16,7 +16,11 @@
  *   bytes stay below sendBufferBytesMax + one frame.
  * - receiving: frames whose handlers (and responses) have not finished are counted; at
  *   `receiveBufferBytesMax` bytes or `handlersInflightMax` frames the socket stops reading
- *   (`ws.pause()`), so a peer that outruns our handlers (a slow disk) is slowed by TCP.
+ *   (`ws.pause()`), so a peer that outruns our handlers (a slow disk) is slowed by TCP — unless
+ *   requests of ours are pending on this socket: their answers may sit behind the peer's
+ *   requests, so the socket keeps reading and requests beyond the limits are refused with
+ *   ERR_PEER_BUSY (inbound.ts says why: two nodes would deadlock).
+ * - coalescing: frames sent in one turn of the event loop leave in one `writev` (#coalesce).
  * Notifications run one at a time in arrival order (file chunks stay in order);
  * requests run concurrently.
  *

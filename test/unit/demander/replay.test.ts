@@ -184,3 +184,32 @@ test('an aborted replay stops with ERR_REBALANCE_CANCELLED and leaves the log in
   assert.equal(log.mode, 'log');
   assert.equal(log.brakeLagRecords, undefined);
 });
+
+test('a replay that outpaces the writer closes in below fenceLagRecords before raising the fence, so the fence drains a handful', async (t) => {
+  const log = await openLog(t);
+  let counter = 0;
+  for (let i = 0; i < 600; i++) await log.offer(encodeUpdate(upd(++counter, `k${i % 50}`, `v${counter}`)));
+  // Each applied record costs 1 ms; meanwhile the writer adds one record every 2 ms: every batch
+  // lets in about half as many records as it applied.
+  let writing = true;
+  const writer = (async () => {
+    while (writing) {
+      await log.offer(encodeUpdate(upd(++counter, `k${counter % 50}`, `v${counter}`)));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  })();
+  const applied = new Set<number>();
+  const res = await replayCatchUpLog(
+    log,
+    async (batch) => {
+      for (const b of batch) applied.add(decodeUpdate(b).counter);
+      await new Promise((r) => setTimeout(r, batch.length));
+    },
+    { fenceLagRecords: 400 },
+  );
+  writing = false;
+  await writer;
+  assert.equal(log.mode, 'direct');
+  assert.ok(res.fenceRecords <= 16, `the fence drained ${res.fenceRecords} records (fenceLagRecords 400)`);
+  for (let c = 1; c <= res.records; c++) assert.ok(applied.has(c), `counter ${c} applied`);
+});

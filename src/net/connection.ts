@@ -376,7 +376,13 @@ export class Connection extends EventEmitter {
         return;
       case FrameType.PING:
         if (typeof frame.body !== 'number') throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'PING body is not a number');
-        this.#sendNow(encodeFrame(FrameType.PONG, 0, '', frame.body, this.#config.frameBytesMax));
+        {
+          // A PONG does not count as sending for our own heartbeat: else the side that answers
+          // never pings and never measures its round trip (which side that is depends on timing).
+          const lastSentAtMs = this.#lastSentAtMs;
+          this.#sendNow(encodeFrame(FrameType.PONG, 0, '', frame.body, this.#config.frameBytesMax));
+          this.#lastSentAtMs = lastSentAtMs;
+        }
         return;
       case FrameType.PONG:
         if (typeof frame.body !== 'number') throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'PONG body is not a number');

@@ -4,9 +4,9 @@
  * Records are read in append order, in batches, and applied with apply-if-newer while new updates
  * keep appending. Each batch is applied concurrently (one group commit for many records), which is
  * what lets the reader outpace the writer; the brake on the log (catch-up-log.ts) bounds the lag
- * should it not. When the lag is at most `fenceLagRecords` — and, while each batch shrinks it by a
- * quarter at least, a few batches later (down to CLOSE_IN_LAG_RECORDS) — the fence goes up (new updates wait),
- * the rest is drained, the log switches to direct apply and the fence comes down; its length is
+ * should it not. When the lag is at most `fenceLagRecords` — and, while each batch shrinks it by
+ * a quarter at least, a few batches later (down to CLOSE_IN_LAG_RECORDS) — the fence goes up (new
+ * updates wait), the rest is drained, the log switches to direct apply and the fence comes down; its length is
  * reported. If the drain fails the fence comes down in 'log' mode, so nothing is lost: updates
  * keep going to the log and the task retries.
  */
@@ -36,11 +36,11 @@ export interface ReplayResult {
 }
 
 const BATCH_RECORDS_MAX_DEFAULT = 1024;
+const BATCH_BYTES_MAX_DEFAULT = 4 << 20;
 /** The fence goes up at once when the lag is at most this many records. */
 const CLOSE_IN_LAG_RECORDS = 8;
 /** Batches at most between reaching fenceLagRecords and raising the fence. */
 const CLOSE_IN_STEPS_MAX = 16;
-const BATCH_BYTES_MAX_DEFAULT = 4 << 20;
 
 function checkAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw ptnError(ErrorCode.ERR_REBALANCE_CANCELLED, 'replay cancelled');

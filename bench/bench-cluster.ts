@@ -9,13 +9,13 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { nodeCommandFor } from './lib.js';
 import { ClusterManager } from '../src/cli/cluster-manager.js';
 import { readClusterFile, writeClusterFile } from '../src/cli/cluster-file.js';
 import type { ClusterNodeEntry } from '../src/cli/cluster-file.js';
 import { connectClient } from '../src/cli/client.js';
 import { makeValue, runLoad } from '../src/cli/load.js';
 import { findFreeBasePort } from '../src/cli/processes.js';
-import { binPtnPath } from '../src/cli/paths.js';
 import type { Connection } from '../src/net/connection.js';
 import { JoinWatch, type JoinObservation } from './join-watch.js';
 
@@ -50,7 +50,7 @@ export class BenchCluster {
 
   /** Starts the first node (logs at warn, WAL durability as asked, background by default). */
   static async open(o: BenchClusterOptions): Promise<BenchCluster> {
-    const nodeCommand = o.cpuProfDir ? [process.execPath, '--cpu-prof', '--cpu-prof-dir', path.resolve(o.cpuProfDir), binPtnPath()] : undefined;
+    const nodeCommand = nodeCommandFor(o.cpuProfDir);
     const manager = new ClusterManager({ dir: path.join(o.dir, 'cluster'), progress: o.progress, nodeCommand });
     try {
       const basePort = o.basePort ?? (await findFreeBasePort(o.nodesMax + 1));

@@ -158,18 +158,18 @@ export class FixedRateLoad {
       this.acked++;
       p.ops++;
       p.hist.record(latencyMs * 1000); // µs
-      const w = Math.floor((dueMs - this.t0) / TIMELINE_WINDOW_MS);
+      const w = Math.floor((dueMs - this.t0) / TIMELINE_WINDOW_MS); // due window ≤ ack window
       const a = Math.floor((performance.now() - this.t0) / TIMELINE_WINDOW_MS);
-      if (a < TIMELINE_WINDOWS_MAX) {
-        while (this.windowOps.length <= a) {
-          this.windowOps.push(0);
-          this.windowMaxMs.push(0);
-          this.windowAcked.push(0);
-        }
+      while (this.windowOps.length <= Math.min(a, TIMELINE_WINDOWS_MAX - 1)) {
+        this.windowOps.push(0);
+        this.windowMaxMs.push(0);
+        this.windowAcked.push(0);
+      }
+      if (w < TIMELINE_WINDOWS_MAX) {
         this.windowOps[w]!++;
         this.windowMaxMs[w] = Math.max(this.windowMaxMs[w]!, latencyMs);
-        this.windowAcked[a]!++;
       }
+      if (a < TIMELINE_WINDOWS_MAX) this.windowAcked[a]!++;
     } else {
       this.errors++;
       p.errors++;

@@ -4,8 +4,16 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { defaultNodeCommand } from '../src/cli/node-launcher.js';
 
 const MiB = 1024 * 1024;
+
+/** The command that starts node processes writing a V8 CPU profile into `dir` (at a clean exit), or the default without one. */
+export function nodeCommandFor(cpuProfDir: string | undefined): string[] | undefined {
+  if (!cpuProfDir) return undefined;
+  const [node, ...rest] = defaultNodeCommand();
+  return [node!, '--cpu-prof', `--cpu-prof-dir=${path.resolve(cpuProfDir)}`, ...rest];
+}
 
 /** Writes `bytes` sequentially in 1 MiB chunks to a new file and fsyncs it; returns MB/s (MiB/s). */
 export async function rawFsyncWriteMBps(file: string, bytes: number): Promise<number> {

@@ -25,9 +25,8 @@ import { ClusterManager } from '../src/cli/cluster-manager.js';
 import { readClusterFile, writeClusterFile } from '../src/cli/cluster-file.js';
 import { connectClient } from '../src/cli/client.js';
 import { findFreeBasePort } from '../src/cli/processes.js';
-import { defaultNodeCommand } from '../src/cli/node-launcher.js';
 import type { Connection } from '../src/net/connection.js';
-import { fmt, rawFsyncCopyMBps, rawSocketPipeMBps, writeResults } from './lib.js';
+import { fmt, nodeCommandFor, rawFsyncCopyMBps, rawSocketPipeMBps, writeResults } from './lib.js';
 import { renderTransferChart } from './chart.js';
 
 const { values: args } = parseArgs({
@@ -153,7 +152,7 @@ const PROFILE_DIR = args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefine
 const manager = new ClusterManager({
   dir: path.join(root, 'cluster'),
   progress: args.quiet ? undefined : (l) => log(`  ${l}`),
-  nodeCommand: PROFILE_DIR ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, ...defaultNodeCommand().slice(1)] : undefined,
+  nodeCommand: nodeCommandFor(PROFILE_DIR),
 });
 const results: Record<string, unknown> = {
   when: new Date().toISOString(),

@@ -105,6 +105,8 @@ interface Pending {
 }
 
 const HANDLERS_INFLIGHT_MAX_DEFAULT = 256;
+/** Busy refusals queued unread beyond the send budget before the peer is failed (#refuseBusy). */
+const REFUSALS_QUEUED_BYTES_MAX = 1 << 20;
 const noop = () => {};
 
 function toBuffer(data: RawData): Buffer {
@@ -420,8 +422,17 @@ export class Connection extends EventEmitter {
     }
   }
 
-  /** Answers a request ERR_PEER_BUSY without running it (a small frame, sent past the send budget: one per request read). */
+  /**
+   * Answers a request ERR_PEER_BUSY without running it: a small frame, sent past the send budget
+   * (one per request read). Senders hold at sendBufferBytesMax, so bytes queued beyond it plus one
+   * frame plus REFUSALS_QUEUED_BYTES_MAX are refusals the peer does not read while it keeps
+   * sending requests: that peer is failed (coded close) rather than allowed to grow our queue.
+   */
   #refuseBusy(frame: Frame): void {
+    if (this.#ws.bufferedAmount > this.#config.sendBufferBytesMax + this.#config.frameBytesMax + REFUSALS_QUEUED_BYTES_MAX) {
+      this.#fail(ptnError(ErrorCode.ERR_PEER_BUSY, `peer ${this.remoteNodeId} keeps sending requests beyond the limits without reading the refusals`));
+      return;
+    }
     this.#stats.busyRefusals++;
     const body = { code: ErrorCode.ERR_PEER_BUSY, message: `${frame.method}: ${this.#inbound.bytes} bytes of requests being handled already; retry` };
     this.#sendNow(encodeFrame(FrameType.ERROR, frame.id, '', body, this.#config.frameBytesMax));

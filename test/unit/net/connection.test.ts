@@ -4,7 +4,7 @@ import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { ErrorCode, isPtnError, ptnError } from '../../../src/errors.js';
-import { prepareFrame } from '../../../src/net/frames.js';
+import { FrameType, prepareFrame } from '../../../src/net/frames.js';
 import { BufferPool } from '../../../src/util/buffer-pool.js';
 import type { Body, Connection } from '../../../src/net/connection.js';
 import { RawPeer, SilentServer } from '../../helpers/hostile-peer.js';
@@ -372,6 +372,32 @@ describe('requests both ways on one socket', () => {
     assert.ok(busy > 0, 'some requests were refused busy and retried');
     assert.equal(dialer.stats.busyRefusals, busy);
     // It may pause while nothing of its own is pending, but resumes as soon as it asks (else: timeouts above).
+  });
+});
+
+describe('busy refusals are bounded', () => {
+  test('a peer that floods requests beyond the limit and never reads the refusals is failed with ERR_PEER_BUSY', async () => {
+    const config = netConfig({ sendBufferBytesMax: 64 * 1024, frameBytesMax: 16 * 1024 });
+    const s = await fx.server({ config, handlersInflightMax: 4 });
+    s.server.handle('hang', () => new Promise(() => {})); // never finishes: the limit stays reached
+    const raw = await RawPeer.connect(s.address);
+    fx.onCleanup(() => raw.close());
+    assert.equal(await raw.handshake(identity('flooder')), 'ok');
+    const accepted = await waitFor(() => s.accepted[0], 'the accepted connection');
+    accepted.request('ask', {}, { timeoutMs: 60_000 }).catch(() => undefined); // ours pending: no pause, refusals instead
+    raw.ws.pause(); // reads nothing: the refusals pile up on the server
+    let sent = 0;
+    let closed = false;
+    void raw.closed.then(() => (closed = true));
+    const failed = once(accepted, 'close');
+    while (!closed && accepted.isOpen && sent < 2_000_000) {
+      for (let i = 0; i < 2000; i++) raw.sendFrame(FrameType.REQUEST, {}, 'hang', ++sent);
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.race([failed, new Promise((_, reject) => setTimeout(() => reject(new Error('the flooding peer was not failed')), 30_000))]);
+    assert.ok(accepted.stats.busyRefusals > 0);
+    assert.ok(sent < 2_000_000, `failed while the peer was still flooding (${sent} requests sent)`);
+    assert.ok(fx.logs.some((l) => /ERR_PEER_BUSY|without reading the refusals/.test(`${l.msg} ${JSON.stringify(l.extra ?? {})}`)), 'the failure was logged with its code');
   });
 });
 

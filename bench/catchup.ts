@@ -34,7 +34,7 @@ import { BenchCluster, logComplaints } from './bench-cluster.js';
 import { renderCatchupChart } from './chart.js';
 import { FixedRateLoad, measureSustainedOpsPerSec, type FixedRateSummary, type PhaseSummary } from './fixed-rate.js';
 import { phaseBreakdown, type JoinObservation } from './join-watch.js';
-import { clusterBenchFlags, fmt, writeResults } from './lib.js';
+import { clusterBenchFlags, fmt, rawFsyncWriteMBps, writeResults } from './lib.js';
 import { findRedisServer, REDIS_INSTALL_HINT, RedisServer, redisFill, replicaInSync, RespClient } from './redis-peer.js';
 
 const HELP = `bench:catchup — a new replica joins under a fixed-rate write load; optionally vs a Redis full sync
@@ -316,6 +316,16 @@ async function runRedis(root: string, bin: string, rate: number): Promise<RedisR
   }
 }
 
+/**
+ * The disk's floor for a durable copy, measured on the same disk right after the ptn run (its nodes
+ * stopped): a raw sequential fsync'd write of as many bytes as the partition files hold, and the
+ * seconds the same speed gives for the values alone (the fewest bytes any durable copy writes).
+ */
+async function diskFloor(root: string, fileBytes: number, valueBytes: number) {
+  const mbPerSec = await rawFsyncWriteMBps(path.join(root, 'floor.raw'), fileBytes);
+  return { mbPerSec, fileBytes, fileSeconds: fileBytes / MiB / mbPerSec, valueBytes, valueSeconds: valueBytes / MiB / mbPerSec };
+}
+
 /** REPLICAOF, then INFO replication every 50 ms until the replica is in sync; returns seconds. */
 async function timeReplicaSync(rc: RespClient, masterPort: number): Promise<number> {
   const t0 = performance.now();
@@ -343,6 +353,8 @@ try {
   if (complaints.length) log(`  ptn: node warnings: ${complaints.map(([k, n]) => `${n}× ${k}`).join('; ')}`);
   log(`  ptn write latency (from each write's due time; worst scheduling delay ${fmt(ptn.load.behindMaxMs)} ms, ${ptn.load.dueNotSent} writes due but never sent):`);
   for (const ph of ['before', 'during', 'after']) log(latencyLine(ph, ptn.load.phases[ph]));
+  const floor = await diskFloor(root, ptn.fileBytes, ENTRIES * VALUE_BYTES);
+  log(`  disk floor (same disk, no load): a raw fsync'd write of the ${fmt(ptn.fileBytes / MiB)} MiB of partition files takes ${fmt(floor.fileSeconds)} s (${fmt(floor.mbPerSec)} MB/s); of the ${fmt(floor.valueBytes / MiB)} MiB of values alone ${fmt(floor.valueSeconds)} s`);
   const redis = redisBin ? await runRedis(root, redisBin, ptn.rate) : undefined;
   if (redis) {
     log(`  redis write latency (worst scheduling delay ${fmt(redis.load.behindMaxMs)} ms, ${redis.load.dueNotSent} writes due but never sent):`);
@@ -353,10 +365,16 @@ try {
     redisSyncOverPtnJoin: ratio(redis?.syncSeconds, ptn.joinSeconds),
     ptnP99DuringOverBefore: ratio(p99(ptn, 'during'), p99(ptn, 'before')),
     redisP99DuringOverBefore: ratio(p99(redis, 'during'), p99(redis, 'before')),
+    ptnJoinOverFileFloor: ratio(ptn.joinSeconds, floor.fileSeconds),
+    redisSyncOverValueFloor: ratio(redis?.syncSeconds, floor.valueSeconds),
   };
   console.log(
     `catchup: ptn join ${fmt(ptn.joinSeconds)} s, redis full sync ${redis ? `${fmt(redis.syncSeconds)} s` : 'n/a (not run)'}: redis/ptn = ${fx(ratios.redisSyncOverPtnJoin)} (target >= 3); ` +
       `write p99 during/before: ptn ${fx(ratios.ptnP99DuringOverBefore)} (target <= 1.5), redis ${fx(ratios.redisP99DuringOverBefore)}; verify ${ptn.verify.ok ? 'OK' : 'FAILED'}`,
+  );
+  console.log(
+    `catchup: ptn join / fsync'd write of its files = ${fx(ratios.ptnJoinOverFileFloor)}; redis full sync / fsync'd write of the values alone = ${fx(ratios.redisSyncOverValueFloor)} ` +
+      `(the most any path that makes the values durable before it answers can beat Redis by on this disk)`,
   );
   const results = {
     bench: 'catchup',
@@ -366,7 +384,8 @@ try {
     rate: ptn.rate,
     ptn: { ...ptn, join: { ...ptn.join, tempWalPeakBytes: ptn.join.tempWalPeakBytes ?? null, fenceMsMax: ptn.join.fenceMsMax ?? null } },
     redis: redis ?? { skipped: args.peer === 'redis' ? REDIS_INSTALL_HINT : 'not asked (--peer redis)' },
-    ratios: { redisSyncOverPtnJoin: ratios.redisSyncOverPtnJoin ?? null, ptnP99DuringOverBefore: ratios.ptnP99DuringOverBefore ?? null, redisP99DuringOverBefore: ratios.redisP99DuringOverBefore ?? null },
+    floor,
+    ratios: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, v ?? null])),
   };
   await writeResults(args.json!, results);
   await renderCatchupChart(results, args.json!.replace(/\.json$/, '') + '.svg');

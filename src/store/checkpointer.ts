@@ -44,6 +44,10 @@ export class Checkpointer {
    * write pages again (only a checkpoint writes partition pages, one at a time).
    */
   private armNext: Array<{ arm: () => void; fail: (err: unknown) => void; done?: () => void }> = [];
+  /** Hooks waiting for the running checkpoint to finish writing pages (atCommittedState). */
+  private armAtWriteEnd: Array<{ arm: () => void; fail: (err: unknown) => void }> = [];
+  /** True from the start of a checkpoint until its pages are written: the files are then in between states. */
+  private writing = false;
 
   constructor(
     private readonly pm: PageMemory,
@@ -86,6 +90,29 @@ export class Checkpointer {
     else this.armNext.push({ arm, fail, done });
   }
 
+  /**
+   * Runs `arm` synchronously at the first instant every partition file holds exactly its committed
+   * state (`PartitionStore.committed()`): at once when no checkpoint is writing pages, else right
+   * after the running checkpoint has written its pages (the committed state is then that
+   * checkpoint's). Starts no checkpoint. `fail` instead when `arm` throws, the running checkpoint
+   * fails, or the checkpointer is closed.
+   */
+  atCommittedState(arm: () => void, fail: (err: unknown) => void): void {
+    if (this.closed) {
+      fail(ptnError(ErrorCode.ERR_CLOSED, 'checkpointer is closed'));
+      return;
+    }
+    if (this.writing) {
+      this.armAtWriteEnd.push({ arm, fail });
+      return;
+    }
+    try {
+      arm();
+    } catch (err) {
+      fail(err);
+    }
+  }
+
   private async run(reason: string): Promise<CheckpointResult> {
     const t0 = performance.now();
     const arms = this.armNext.splice(0); // hooks added from here on wait for the next checkpoint
@@ -93,12 +120,15 @@ export class Checkpointer {
     let replayFrom: WalPointer;
     let checkpoint: CheckpointWrite;
     let armed = arms;
+    this.writing = true;
     try {
       ({ captured: replayFrom, checkpoint } = await this.pm.beginCheckpoint(() => this.wal.position()));
       await this.wal.append({ type: 'checkpointBegin', checkpointId: checkpoint.checkpointId, replayFrom });
       await this.wal.flush();
       stats = await checkpoint.write();
       // No await between write() and the hooks: no page can change on disk in between.
+      this.writing = false;
+      for (const a of this.armAtWriteEnd.splice(0)) this.atCommittedState(a.arm, a.fail);
       armed = arms.filter((a) => {
         try {
           a.arm();
@@ -112,6 +142,11 @@ export class Checkpointer {
       await this.wal.flush();
       await this.wal.checkpointCompleted(replayFrom);
     } catch (err) {
+      if (this.writing) {
+        this.writing = false;
+        // The files may be in between states until the page memory recovers them: those hooks fail too.
+        for (const a of this.armAtWriteEnd.splice(0)) a.fail(err);
+      }
       for (const a of armed) a.fail(err);
       throw err;
     }
@@ -136,6 +171,7 @@ export class Checkpointer {
   async close(): Promise<void> {
     this.closed = true;
     for (const a of this.armNext.splice(0)) a.fail(ptnError(ErrorCode.ERR_CLOSED, 'checkpointer closed before the next checkpoint'));
+    // armAtWriteEnd hooks stay: the running checkpoint (awaited below) runs or fails them.
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.running) await this.running.catch(() => undefined);

@@ -64,6 +64,8 @@ type Status = 'opening' | 'open' | 'closing' | 'closed';
 
 /** How long a snapshot checkpoint waits for more snapshot requests to arm with it. */
 const SNAPSHOT_GATHER_MS = 25;
+/** A snapshot arms at the committed state while the updates since it are at most this share of its entries. */
+const SNAPSHOT_COMMITTED_HISTORY_SHARE = 0.125;
 
 function pkey(cacheId: number, partition: number): string {
   return `${cacheId}:${partition}`;
@@ -592,6 +594,34 @@ export class Store {
         armed = arm(ps);
       }, reject, () => resolve(armed));
       this.requestSnapshotCheckpoint();
+    });
+  }
+
+  /**
+   * Rebalance supplier: like snapshotCheckpoint, but arms at the partition's last committed state
+   * instead of a new checkpoint — at once when no checkpoint is writing pages, else right after
+   * the running one has written them (Checkpointer.atCommittedState). The snapshot is then up to a
+   * checkpoint interval older, and the demander closes the longer gap from history (the WAL keeps
+   * every record after the last checkpoint: recovery needs them), but a join no longer waits for a
+   * checkpoint that, under load, journals nearly every page (seconds), nor adds its I/O to the
+   * writes of that moment. It takes the snapshot checkpoint instead when the updates since the
+   * committed state exceed SNAPSHOT_COMMITTED_HISTORY_SHARE of the entries it holds (each of those
+   * crosses again as a history record, several times slower per byte than the file), and for a
+   * partition without a committed file.
+   */
+  snapshotCommitted<T>(cacheId: number, partition: number, arm: (ps: PartitionStore) => T): Promise<T> {
+    this.checkOpen();
+    const ps = this.partitions.get(pkey(cacheId, partition));
+    const c = ps?.committed();
+    if (!ps || !c || c.fileBytes === 0 || ps.counter.hwm - c.counterHwm > SNAPSHOT_COMMITTED_HISTORY_SHARE * c.entryCount) {
+      return this.snapshotCheckpoint(cacheId, partition, arm);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.checkpointer.atCommittedState(() => {
+        const now = this.partitions.get(pkey(cacheId, partition));
+        if (!now) throw ptnError(ErrorCode.ERR_PARTITION_NOT_FOUND, `partition ${partition} of cache ${cacheId} is not on this node`);
+        resolve(arm(now));
+      }, reject);
     });
   }
 

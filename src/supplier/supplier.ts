@@ -279,13 +279,13 @@ export class Supplier {
     return t.openInfo!;
   }
 
-  /** Reservation, snapshot armed at a checkpoint end, counter state read from the image. */
+  /** Snapshot armed at the committed state with its history reservation, counter state read from the image. */
   private async arm(t: Transfer, req: { cacheId: number; partition: number; transferId: string }): Promise<void> {
     const store = this.host.store;
     const ps = await store.ensurePartition(req.cacheId, req.partition);
-    // From the live lwm: not above the lwm the checkpoint will record (a counter only grows).
-    const reserved = this.reserveHistory(req.cacheId, req.partition, ps.counter.lwm);
-    t.hold(() => reserved.release());
+    // The reservation is taken at the arm below, but freed after the snapshot (last taken first).
+    let reserved: { release(): void; from: number | null } | undefined;
+    t.hold(() => reserved?.release());
     const filePath = store.partitionPath(req.cacheId, req.partition);
     const snap = await PartitionSnapshot.open({
       fl: this.fl,
@@ -299,9 +299,13 @@ export class Supplier {
     t.hold(() => snap.close());
     // Our handle must be this partition's file: it is as long as `ps` is still the open partition.
     if (store.partitionOrUndefined(req.cacheId, req.partition) !== ps) throw ptnError(ErrorCode.ERR_SNAPSHOT_GONE, 'the partition was replaced while opening');
-    const fileBytes = await store.snapshotCheckpoint(req.cacheId, req.partition, (now) => {
+    // Armed at the committed state (no new checkpoint, see store.snapshotCommitted). History is
+    // reserved in the same synchronous step from the image's lwm, before a checkpoint can let the
+    // WAL drop what lies after it.
+    const fileBytes = await store.snapshotCommitted(req.cacheId, req.partition, (now) => {
       if (now !== ps) throw ptnError(ErrorCode.ERR_SNAPSHOT_GONE, 'the partition was replaced while opening');
-      const { fileBytes } = now.committed();
+      const { fileBytes, counterLwm } = now.committed();
+      reserved = this.reserveHistory(req.cacheId, req.partition, counterLwm);
       snap.arm(fileBytes, now.addWriteListener(snap.onPageWrite));
       return fileBytes;
     });
@@ -318,7 +322,7 @@ export class Supplier {
       counter: UpdateCounter.decode(meta.counterState, gapsMax).toJSON(),
       entryCount: meta.entryCount,
       checkpointId: meta.checkpointId,
-      historyReservedFrom: reserved.from,
+      historyReservedFrom: reserved!.from,
     };
   }
 

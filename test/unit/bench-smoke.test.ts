@@ -97,6 +97,7 @@ describe('benchmarks complete at a tiny size and write results and a chart', () 
     for (const ph of ['before', 'during']) assert.ok(isNum(doc.ptn.load.phases[ph].p99Ms));
     assert.ok(doc.ptn.join.tempWalPeakBytes === null || isNum(doc.ptn.join.tempWalPeakBytes));
     assert.ok(doc.ptn.join.fenceMsMax === null || isNum(doc.ptn.join.fenceMsMax));
+    assert.ok(isNum(doc.floor.mbPerSec) && isNum(doc.floor.fileSeconds) && isNum(doc.ratios.ptnJoinOverFileFloor));
     if (typeof doc.redis.skipped === 'string') assert.equal(doc.ratios.redisSyncOverPtnJoin, null);
     else assert.ok(isNum(doc.redis.syncSeconds) && isNum(doc.ratios.redisSyncOverPtnJoin));
   });

@@ -55,6 +55,7 @@ export interface RebalanceConfig {
   sendSlots: number;
   chunkBytes: number;
   chunkWindow: number;
+  receiveChunksMax: number;
   compression: 'none' | 'lz4';
   snapshotIdleTimeoutMs: number;
   fileMinBytes: number;

@@ -43,6 +43,7 @@ const RUNTIME_SETTINGS: Record<string, (v: unknown) => boolean> = {
   'rebalance.fullBatchBytesMax': (v) => Number.isInteger(v) && (v as number) >= 1024 && (v as number) <= 67108864,
   'rebalance.compression': (v) => v === 'none' || v === 'lz4',
   'rebalance.chunkWindow': (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 64,
+  'rebalance.receiveChunksMax': (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1024,
 };
 
 export function registerClientApi(node: ClusterNode): void {

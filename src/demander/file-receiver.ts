@@ -12,7 +12,8 @@
  * the offset persisted is the one verified when that fsync began, so it is durable when recorded),
  * which keeps the network busy instead of draining the window at every persist.
  *
- * Bounds: at most `window` chunks (≤ chunkBytes each) are held in memory; the next request is sent
+ * Bounds: at most `window` chunks (≤ chunkBytes each) are held in memory, and, with `credits`, the
+ * node-wide count of chunks in flight over every transfer stays at its limit; the next request is sent
  * only when an answer was written, so the disk paces the network (socket → file write → next
  * request). A chunk that fails verification is asked for again, at most `corruptRetries` times in
  * a row, and never written: no corrupt byte lands in the file. A broken connection rejects the
@@ -23,6 +24,7 @@ import type { Body } from '../net/connection.js';
 import type { FileLike } from '../util/file-layer.js';
 import { decodeChunk } from '../supplier/chunk-format.js';
 import { crc32Combine } from '../supplier/crc32-combine.js';
+import type { ChunkCredits } from './chunk-credits.js';
 import { Method, parseTrailer } from './protocol.js';
 
 /** The requests a receiver sends (a Connection fits; tests pass fakes). */
@@ -47,6 +49,8 @@ export interface ReceiveOptions {
   state: ReceiveState;
   /** Chunk requests in flight. */
   window: number;
+  /** The node-wide limit on chunks in flight over all transfers (chunk-credits.ts); none when absent. */
+  credits?: Pick<ChunkCredits, 'tryTake' | 'take' | 'give'>;
   /** fsync + persist the verified offset at least this often (bytes). */
   persistEveryBytes: number;
   /** Records that everything up to `at.verifiedOffset` is durable (called after the fsync that covered it). */
@@ -71,6 +75,13 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
   let sincePersist = 0;
   let corruptInARow = 0;
   let persisting: Promise<void> | undefined;
+  let credits = 0; // credits held by this call: one per request in flight
+  const giveCredit = () => {
+    if (o.credits && credits > 0) {
+      credits--;
+      o.credits.give();
+    }
+  };
   const ask = (offset: number) => {
     const p = o.link.request(Method.snapshotChunk, { transferId: s.transferId, offset, ackedBytes: s.verifiedOffset });
     p.catch(noop); // awaited in order below; a broken link rejects them all at once
@@ -80,6 +91,11 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
     while (s.verifiedOffset < s.fileBytes) {
       if (o.signal?.aborted) throw ptnError(ErrorCode.ERR_REBALANCE_CANCELLED, 'transfer cancelled');
       while (inflight.size < o.window && next < s.fileBytes) {
+        if (o.credits && !o.credits.tryTake()) {
+          if (inflight.size > 0) break; // process what is in flight; ask for more next round
+          await o.credits.take(o.signal);
+        }
+        if (o.credits) credits++;
         ask(next);
         next += s.chunkBytes;
       }
@@ -98,6 +114,7 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
       }
       corruptInARow = 0;
       await writeAt(o.file, raw, at);
+      giveCredit();
       s.runningCrc = crc32Combine(s.runningCrc, rawCrc, raw.length);
       s.verifiedOffset = at + raw.length;
       received += raw.length;
@@ -126,6 +143,7 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
     return received;
   } finally {
     inflight.clear();
+    while (credits > 0) giveCredit();
     if (persisting) await persisting.catch(noop);
   }
 }

@@ -29,6 +29,7 @@ import { TaskRunner } from './task-runner.js';
 import type { DemanderCounters, DemanderHooks, NextStep, Task } from './task.js';
 import { taskKey, TaskStore } from './task-store.js';
 import { isTerminal, newTaskRecord, transition, type Phase, type RebalancePath, type TaskRecord } from './task-state.js';
+import { ChunkCredits } from './chunk-credits.js';
 
 export type { DemanderHooks, DemanderCounters } from './task.js';
 
@@ -117,6 +118,7 @@ export class DemanderManager {
       hooks: this.hooks,
       counters: this.counters,
       persistEveryBytes: opts.persistEveryBytes ?? PERSIST_EVERY_BYTES_DEFAULT,
+      credits: new ChunkCredits(() => this.host.config.rebalance.receiveChunksMax),
       busy: (except) => this.busy(except),
       save: (task, at) => this.save(task, at),
       finished: (task) => this.finished(task),

@@ -9,6 +9,7 @@ import type { SupplierLink } from './file-receiver.js';
 import type { DemanderHost } from './host.js';
 import type { TaskStore } from './task-store.js';
 import type { Phase, RebalancePath, TaskRecord } from './task-state.js';
+import type { ChunkCredits } from './chunk-credits.js';
 
 /** How the next attempt of a task begins. */
 export type NextStep = 'start' | 'resumeStream' | 'redoSwap' | 'resumeAt';
@@ -66,6 +67,8 @@ export interface RunContext {
   counters: DemanderCounters;
   /** fsync the temp file and persist the verified offset at least every this many bytes. */
   persistEveryBytes: number;
+  /** The node-wide limit on chunks in flight (rebalance.receiveChunksMax). */
+  credits: ChunkCredits;
   /** Running transfers per supplier, other tasks only. */
   busy(except: Task): Map<string, number>;
   /** Persists the task record; `transferAt` overrides the transfer's verified offset and CRC (what an fsync covered). */

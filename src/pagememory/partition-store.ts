@@ -292,6 +292,12 @@ export class PartitionStore implements TreePages {
           siblings = await this.tree.siblingsForMerge(loc, this.tree.leafUsedBytes(loc) - cell.size - SLOT_BYTES + newBytes);
         }
       }
+      if (siblings === undefined && loc.leaf !== undefined) {
+        // A change that overflows the leaf first tries to shift a cell to a sibling (btree.ts).
+        const oldBytes = loc.found ? this.tree.cellAt(loc).size + SLOT_BYTES : 0;
+        const newBytes = this.tree.leafCellBytes(key.length, u.value?.length ?? 0, tombstone);
+        siblings = await this.tree.siblingsForShift(loc, this.tree.leafUsedBytes(loc) - oldBytes + newBytes);
+      }
       this.counter.add(c); // may throw ERR_COUNTER_GAPS_OVERFLOW: nothing changed yet
       this.metaDirty = true;
       this.tree.write(loc, key, { tombstone, valueKind: tombstone ? 0 : (u.valueKind ?? 0), counter: c, value: u.value }, oldChain, siblings);

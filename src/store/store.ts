@@ -357,7 +357,7 @@ export class Store {
    * here (this node is the primary) and written into `u.counter`. Resolves once the WAL record is
    * durable (per the durability mode) with the apply result. With `waitDurable: false` it resolves
    * once applied (the demander's replay: its records are durable in the temporary WAL, which is
-   * kept until a checkpoint has made the partition durable, and a later flush covers them).
+   * kept until a node-WAL flush has made these records durable too).
    */
   async apply(u: Update, opts: { assign?: boolean; waitDurable?: boolean } = {}): Promise<ApplyResult> {
     this.checkOpen();

@@ -10,6 +10,7 @@ import { CHUNK_HEADER_BYTES, encodeChunk } from '../../../src/supplier/chunk-for
 import { crc32 } from '../../../src/util/crc32.js';
 import { realFileLayer, type FileLike } from '../../../src/util/file-layer.js';
 import { receiveFile, verifyChunk, type ReceiveState, type SupplierLink } from '../../../src/demander/file-receiver.js';
+import { ChunkCredits } from '../../../src/demander/chunk-credits.js';
 import { rng, tempDir, testSeed } from '../../helpers/tmp.js';
 
 const CHUNK = 8192;
@@ -198,4 +199,49 @@ test('the verified offset is persisted after an fsync every persistEveryBytes, a
   assert.equal(second.asked[0]!.offset, resumeAt, 'nothing below the verified offset is asked for again');
   assert.deepEqual(await fs.readFile(p), image);
   assert.equal(state.runningCrc, crc32(image));
+});
+
+test('transfers sharing chunk credits keep at most the node-wide limit in flight, each progresses, and every credit comes back', async (t) => {
+  const seed = testSeed();
+  const credits = new ChunkCredits(() => 5);
+  const links: ImageLink[] = [];
+  let inflightMax = 0;
+  const runs = [];
+  for (let i = 0; i < 4; i++) {
+    const image = makeImage(seed + i, CHUNK * 12);
+    const link = new ImageLink(image);
+    links.push(link);
+    const original = link.request.bind(link);
+    link.request = async (method, body) => {
+      const p = original(method, body);
+      inflightMax = Math.max(inflightMax, links.reduce((n, l) => n + l.inflight, 0));
+      return p;
+    };
+    const { file, p } = await openFile(t);
+    runs.push(receiveFile({ link, file, state: stateFor(image), window: 4, persistEveryBytes: 1 << 30, persist: async () => {}, credits }).then(async () => assert.deepEqual(await fs.readFile(p), image, `seed ${seed + i}`)));
+  }
+  await Promise.all(runs);
+  assert.ok(inflightMax <= 5, `at most 5 chunks in flight over the 4 transfers (saw ${inflightMax})`);
+  assert.ok(inflightMax >= 4, 'the credits were used');
+  assert.equal(credits.held, 0, 'every credit given back');
+});
+
+test('a transfer that fails or is cancelled gives its chunk credits back', async (t) => {
+  const credits = new ChunkCredits(() => 3);
+  const image = makeImage(testSeed(), CHUNK * 8);
+  const cut = new ImageLink(image);
+  cut.cutAfterChunks = 4;
+  const { file } = await openFile(t);
+  await assert.rejects(receiveFile({ link: cut, file, state: stateFor(image), window: 3, persistEveryBytes: 1 << 30, persist: async () => {}, credits }), { code: ErrorCode.ERR_CONNECTION_CLOSED });
+  assert.equal(credits.held, 0, 'a cut link gives every credit back');
+  // A transfer waiting for a credit is cancelled: it gives up its place without taking one.
+  for (let i = 0; i < 3; i++) assert.ok(credits.tryTake());
+  const ac = new AbortController();
+  const { file: f2 } = await openFile(t);
+  const waiting = receiveFile({ link: new ImageLink(image), file: f2, state: stateFor(image), window: 3, persistEveryBytes: 1 << 30, persist: async () => {}, credits, signal: ac.signal });
+  ac.abort();
+  await assert.rejects(waiting, { code: ErrorCode.ERR_REBALANCE_CANCELLED });
+  for (let i = 0; i < 3; i++) credits.give();
+  assert.equal(credits.held, 0);
+  assert.ok(credits.tryTake(), 'the cancelled waiter left the queue');
 });

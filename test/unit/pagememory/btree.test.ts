@@ -281,3 +281,54 @@ test('removing and purging almost every key merges leaves and shrinks the tree',
     await pm.close();
   }
 });
+
+test('keys arriving in ascending order into the middle of the tree (k0, k1, … bytewise) fill leaves by shifting to siblings', async () => {
+  dir = await makeTmpDir();
+  const pm = await openPm(dir);
+  try {
+    const ps = await pm.createPartition(path.join(dir, 'p.ptn'), ID);
+    const n = 3000;
+    // k0, k1, …, k2999: k10 sorts before k2, so most inserts land inside the tree, not at its right edge.
+    for (let i = 0; i < n; i++) await put(pm, ps, `k${i}`, i + 1, valueOf(1000, i));
+    await checkpoint(pm);
+    const { pageCount } = ps.spaceStats();
+    const leavesFull = Math.ceil(n / 3);
+    // Without the shift every split's left half kept 2 of 3 entries: about n / 2 leaves.
+    assert.ok(pageCount <= leavesFull * 1.12 + 20, `${pageCount} pages for ${n} entries of 1 KiB (full leaves: ${leavesFull})`);
+    const all = await collect(ps.scan());
+    assert.deepEqual(all.map((e) => e.key), Array.from({ length: n }, (_, i) => `k${i}`).sort(byteOrder));
+  } finally {
+    await pm.close();
+  }
+});
+
+test('random keys with values near a third of a leaf (shifts and splits on most inserts) match a Map model and fill leaves', async () => {
+  dir = await makeTmpDir();
+  const seed = 20261203;
+  const r = rng(seed);
+  const pm = await openPm(dir, { pageCacheBytesMax: 256 << 20 });
+  try {
+    const ps = await pm.createPartition(path.join(dir, 'p.ptn'), ID);
+    const model = new Map<string, ModelEntry>();
+    let c = 0;
+    for (let i = 0; i < 6000; i++) {
+      const key = randomKey(r, 5000);
+      if (r() < 0.1) {
+        assert.equal(await remove(pm, ps, key, ++c), 'applied');
+        model.set(key, { counter: c, tombstone: true, value: Buffer.alloc(0) });
+        continue;
+      }
+      const value = valueOf(randInt(r, 900, 1250), c + 1); // sizes vary: a rewrite may grow the cell
+      assert.equal(await put(pm, ps, key, ++c, value), 'applied');
+      model.set(key, { counter: c, tombstone: false, value });
+      if (i % 1500 === 1499) await checkpoint(pm);
+    }
+    await assertMatchesModel(ps, model, seed);
+    await checkpoint(pm);
+    const cells = model.size;
+    const { pageCount } = ps.spaceStats();
+    assert.ok(pageCount < cells / 2, `seed ${seed}: ${pageCount} pages for ${cells} cells of ~1 KiB (half-full leaves would be ${cells / 2})`);
+  } finally {
+    await pm.close();
+  }
+});

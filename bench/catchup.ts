@@ -55,6 +55,8 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
   --after-sec S           load after every partition is OWNING (default 3)
   --in-flight-max N       writes outstanding at most; a write waiting for a slot counts that wait in
                           its latency (default 128)
+  --throttle-mbps M       rebalance.throttleBytesPerSec of the nodes, in MiB/s (default 0: none);
+                          a throttled transfer takes longer and leaves the writes more of the machine
   --durability MODE       WAL durability of the nodes: background (default, like Redis without AOF) or fsync
   --peer redis|none       also run a Redis replica full sync (needs redis-server on the PATH)
   --seed N                seed of the load's key choice
@@ -76,6 +78,7 @@ const { values: args } = parseArgs({
     'before-sec': { type: 'string', default: '10' },
     'after-sec': { type: 'string', default: '3' },
     'in-flight-max': { type: 'string', default: '128' },
+    'throttle-mbps': { type: 'string', default: '0' },
     durability: { type: 'string', default: 'background' },
     peer: { type: 'string', default: 'none' },
     seed: { type: 'string' },
@@ -102,6 +105,8 @@ if (!['redis', 'none'].includes(args.peer!)) throw new Error(`--peer must be red
 const CACHE = 'bench';
 const CONNECTIONS = 4;
 const IN_FLIGHT_MAX = Number(args['in-flight-max']);
+const THROTTLE_MBPS = Number(args['throttle-mbps']);
+if (!(THROTTLE_MBPS >= 0)) throw new Error(`--throttle-mbps must be a number >= 0, got ${args['throttle-mbps']}`);
 const ACK_QUEUE_MAX = 65_536;
 const VERIFY_REQUEST_TIMEOUT_MS = 600_000;
 const MiB = 1024 * 1024;
@@ -232,7 +237,7 @@ async function verifyRun(bc: BenchCluster, ackPath: string): Promise<VerifyResul
 }
 
 async function runPtn(root: string): Promise<PtnRun> {
-  const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
+  const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, rebalance: THROTTLE_MBPS > 0 ? { throttleBytesPerSec: Math.round(THROTTLE_MBPS * MiB) } : undefined, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
   const conns: Connection[] = [];
   try {
     await bc.createCache(CACHE, PARTITIONS);
@@ -343,7 +348,7 @@ const fx = (x: number | undefined, digits = 2) => (x === undefined || !Number.is
 
 const root = args.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'ptn-bench-catchup-')));
 try {
-  log(`bench:catchup in ${root}: ${ENTRIES} entries × ${VALUE_BYTES} B in ${PARTITIONS} partitions, load ${RATE} ops/s asked (seed ${SEED}), WAL ${DURABILITY}`);
+  log(`bench:catchup in ${root}: ${ENTRIES} entries × ${VALUE_BYTES} B in ${PARTITIONS} partitions, load ${RATE} ops/s asked (seed ${SEED}), WAL ${DURABILITY}${THROTTLE_MBPS > 0 ? `, transfers throttled to ${THROTTLE_MBPS} MiB/s` : ''}`);
   const redisBin = args.peer === 'redis' ? findRedisServer() : undefined;
   if (args.peer === 'redis' && !redisBin) console.log(`  ${REDIS_INSTALL_HINT}; skipping that column`);
   const ptn = await runPtn(root);
@@ -380,7 +385,7 @@ try {
     bench: 'catchup',
     when: new Date().toISOString(),
     host: { cpus: os.cpus().length, node: process.version },
-    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX },
+    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS },
     rate: ptn.rate,
     ptn: { ...ptn, join: { ...ptn.join, tempWalPeakBytes: ptn.join.tempWalPeakBytes ?? null, fenceMsMax: ptn.join.fenceMsMax ?? null } },
     redis: redis ?? { skipped: args.peer === 'redis' ? REDIS_INSTALL_HINT : 'not asked (--peer redis)' },

@@ -45,6 +45,8 @@ interface PairOptions {
   supplierPoints?: PointRule[];
   /** Config keys of both nodes on top of faultNodeConfig (e.g. net timeouts). */
   config?: Record<string, unknown>;
+  /** `rebalance` keys of both nodes on top of faultNodeConfig's. */
+  rebalance?: Record<string, unknown>;
   partitions?: number;
   entries?: number;
   valueBytes?: number;
@@ -66,7 +68,7 @@ async function proxiedPair(t: TestContext, o: PairOptions = {}): Promise<Proxied
   const basePort = await findFreeBasePort(2);
   proxy = await TcpProxy.start({ target: `127.0.0.1:${basePort + 1}` });
   const common = { dir, basePort, secret: SECRET, clusterId: CLUSTER_ID, testFaultsEnv: true, register: (n: LoneNode) => nodes.push(n) };
-  const n1 = await startLoneNode({ ...common, index: 1, config: { ...faultNodeConfig({ points: o.supplierPoints ?? [] }), ...o.config, advertiseAddress: proxy.address } });
+  const n1 = await startLoneNode({ ...common, index: 1, config: { ...faultNodeConfig({ points: o.supplierPoints ?? [], rebalance: o.rebalance }), ...o.config, advertiseAddress: proxy.address } });
   const settings: ClientSettings = { address: n1.address, secret: SECRET, clusterId: CLUSTER_ID, requestTimeoutMs: 15_000 };
   const conn = await connectClient(settings, { retries: 3 });
   t.after(() => conn.close().catch(() => undefined));
@@ -74,13 +76,14 @@ async function proxiedPair(t: TestContext, o: PairOptions = {}): Promise<Proxied
   const ackLog = ackLogOf(dir);
   await fill(settings, [n1.address], ackLog, o.entries ?? 2000, o.valueBytes);
   const p = proxy;
-  return { dir, proxy: p, n1, settings, ackLog, join: () => startLoneNode({ ...common, index: 2, seeds: [p.address], config: { ...faultNodeConfig(), ...o.config } }) };
+  return { dir, proxy: p, n1, settings, ackLog, join: () => startLoneNode({ ...common, index: 2, seeds: [p.address], config: { ...faultNodeConfig({ rebalance: o.rebalance }), ...o.config } }) };
 }
 
 test('a link cut mid-file: the transfer resumes from the last verified offset and the verified bytes are not sent again', async (t) => {
   // The supplier holds back the chunk that crosses 50 % of the first file it serves, so a
-  // transfer is surely mid-file, with verified bytes, when the link is cut.
-  const h = await proxiedPair(t, { supplierPoints: [{ name: 'supplier.sent.50', action: 'delay', delayMs: 3000, once: true }] });
+  // transfer is surely mid-file, with verified bytes, when the link is cut. No node-wide chunk
+  // limit (receiveChunksMax): every transfer streams at once, none waits for a credit unstarted.
+  const h = await proxiedPair(t, { supplierPoints: [{ name: 'supplier.sent.50', action: 'delay', delayMs: 3000, once: true }], rebalance: { receiveChunksMax: 64 } });
   const n2 = await h.join();
   const streaming = await waitFor('a transfer streaming with verified bytes', async () => (await tasks(h.n1.adminAddress)).find((x) => x.node === n2.id && x.phase === 'STREAMING' && x.bytesDone > 0), 60_000, 20);
   const cut = h.proxy.cut();

@@ -57,6 +57,7 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
                           its latency (default 128)
   --throttle-mbps M       rebalance.throttleBytesPerSec of the nodes, in MiB/s (default 0: none);
                           a throttled transfer takes longer and leaves the writes more of the machine
+  --receive-slots N       rebalance.receiveSlots of the joining node (default: the node default, 16)
   --durability MODE       WAL durability of the nodes: background (default, like Redis without AOF) or fsync
   --peer redis|none       also run a Redis replica full sync (needs redis-server on the PATH)
   --seed N                seed of the load's key choice
@@ -79,6 +80,7 @@ const { values: args } = parseArgs({
     'after-sec': { type: 'string', default: '3' },
     'in-flight-max': { type: 'string', default: '128' },
     'throttle-mbps': { type: 'string', default: '0' },
+    'receive-slots': { type: 'string' },
     durability: { type: 'string', default: 'background' },
     peer: { type: 'string', default: 'none' },
     seed: { type: 'string' },
@@ -104,12 +106,19 @@ if (!['fsync', 'background'].includes(DURABILITY)) throw new Error(`--durability
 if (!['redis', 'none'].includes(args.peer!)) throw new Error(`--peer must be redis or none, got ${args.peer}`);
 const CACHE = 'bench';
 const CONNECTIONS = 4;
+const MiB = 1024 * 1024;
 const IN_FLIGHT_MAX = Number(args['in-flight-max']);
 const THROTTLE_MBPS = Number(args['throttle-mbps']);
 if (!(THROTTLE_MBPS >= 0)) throw new Error(`--throttle-mbps must be a number >= 0, got ${args['throttle-mbps']}`);
+const RECEIVE_SLOTS = args['receive-slots'] !== undefined ? Number(args['receive-slots']) : undefined;
+if (RECEIVE_SLOTS !== undefined && !(Number.isInteger(RECEIVE_SLOTS) && RECEIVE_SLOTS >= 1)) throw new Error(`--receive-slots must be an integer >= 1, got ${args['receive-slots']}`);
+/** rebalance settings of every node, from the flags. */
+const REBALANCE: Record<string, number> = {
+  ...(THROTTLE_MBPS > 0 ? { throttleBytesPerSec: Math.round(THROTTLE_MBPS * MiB) } : {}),
+  ...(RECEIVE_SLOTS !== undefined ? { receiveSlots: RECEIVE_SLOTS } : {}),
+};
 const ACK_QUEUE_MAX = 65_536;
 const VERIFY_REQUEST_TIMEOUT_MS = 600_000;
-const MiB = 1024 * 1024;
 const log = (line: string) => {
   if (!args.quiet) console.log(line);
 };
@@ -237,7 +246,7 @@ async function verifyRun(bc: BenchCluster, ackPath: string): Promise<VerifyResul
 }
 
 async function runPtn(root: string): Promise<PtnRun> {
-  const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, rebalance: THROTTLE_MBPS > 0 ? { throttleBytesPerSec: Math.round(THROTTLE_MBPS * MiB) } : undefined, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
+  const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, rebalance: Object.keys(REBALANCE).length ? REBALANCE : undefined, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
   const conns: Connection[] = [];
   try {
     await bc.createCache(CACHE, PARTITIONS);
@@ -385,7 +394,7 @@ try {
     bench: 'catchup',
     when: new Date().toISOString(),
     host: { cpus: os.cpus().length, node: process.version },
-    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS },
+    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS, receiveSlots: RECEIVE_SLOTS ?? null },
     rate: ptn.rate,
     ptn: { ...ptn, join: { ...ptn.join, tempWalPeakBytes: ptn.join.tempWalPeakBytes ?? null, fenceMsMax: ptn.join.fenceMsMax ?? null } },
     redis: redis ?? { skipped: args.peer === 'redis' ? REDIS_INSTALL_HINT : 'not asked (--peer redis)' },

@@ -13,7 +13,8 @@
  * Prints MB/s and ratios; writes bench/results/transfer.json (and a chart, see bench/chart.ts).
  * Flags: --total-mib (1024) --value-bytes (1024) --partitions (4) --compressibility (0.5)
  *        --variants file-1,file-1-lz4,file-4,file-4-lz4,full-4 --base-port --dir --json
- *        --chunk-bytes N --chunk-window N (rebalance settings of both nodes; default: the node defaults)
+ *        --chunk-bytes N --chunk-window N --receive-chunks N (rebalance settings of both nodes; default: the
+ *        node defaults)
  *        --cpu-prof DIR (every node process writes a V8 CPU profile there; joiners stop with SIGTERM)
  */
 import fs from 'node:fs/promises';
@@ -43,6 +44,7 @@ const { values: args } = parseArgs({
     'cpu-prof': { type: 'string' },
     'chunk-bytes': { type: 'string' },
     'chunk-window': { type: 'string' },
+    'receive-chunks': { type: 'string' },
   },
 });
 const TOTAL_MIB = Number(args['total-mib']);
@@ -118,7 +120,7 @@ async function runVariant(manager: ClusterManager, conn: Connection, v: Variant,
   writeClusterFile(manager.dir, {
     ...cf,
     // The joining node runs with the product's default durability (fsync), whatever the loader used.
-    nodeConfig: { ...base, wal: { ...(base.wal ?? {}), durability: 'fsync' }, rebalance: { ...(base.rebalance ?? {}), ...(args['chunk-window'] ? { chunkWindow: Number(args['chunk-window']) } : {}), receiveSlots: v.slots, fileMinBytes: v.path === 'full' ? 1024 ** 4 : 0 } },
+    nodeConfig: { ...base, wal: { ...(base.wal ?? {}), durability: 'fsync' }, rebalance: { ...(base.rebalance ?? {}), ...(args['chunk-window'] ? { chunkWindow: Number(args['chunk-window']) } : {}), ...(args['receive-chunks'] ? { receiveChunksMax: Number(args['receive-chunks']) } : {}), receiveSlots: v.slots, fileMinBytes: v.path === 'full' ? 1024 ** 4 : 0 } },
   });
   await conn.request('configSet', { key: 'rebalance.compression', value: v.lz4 ? 'lz4' : 'none' });
   await conn.request('configSet', { key: 'rebalance.sendSlots', value: Math.max(v.slots, 1) });
@@ -157,7 +159,7 @@ const manager = new ClusterManager({
 const results: Record<string, unknown> = {
   when: new Date().toISOString(),
   host: { cpus: os.cpus().length, node: process.version },
-  params: { totalMiB: TOTAL_MIB, valueBytes: VALUE_BYTES, partitions: PARTITIONS, compressibility: COMPRESSIBILITY },
+  params: { totalMiB: TOTAL_MIB, valueBytes: VALUE_BYTES, partitions: PARTITIONS, compressibility: COMPRESSIBILITY, chunkWindow: args['chunk-window'] ? Number(args['chunk-window']) : null, receiveChunksMax: args['receive-chunks'] ? Number(args['receive-chunks']) : null },
 };
 let conn: Connection | undefined;
 try {

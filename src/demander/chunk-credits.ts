@@ -6,8 +6,9 @@
  * at once put 64 MiB on the way. The answers arrive together, and every one is copied, CRC-checked
  * and written on the node's one thread: an event-loop turn then took tens of ms, and a replicated
  * write (acknowledged after its temporary-WAL append) waited several turns — hundreds of ms under
- * load, while the disk, not the number of chunks in flight, set the transfer speed. A few MiB in
- * flight keep the disk busy just as well.
+ * load, while the disk, not the number of chunks in flight, set the transfer speed. At 1M entries
+ * under load (bench:catchup) 8 in flight streamed as fast as 16 (7.6 vs 7.4 s) and let through
+ * twice the writes meanwhile (2.8k vs 1.5k a second of 3.5k asked).
  *
  * Use: `tryTake()` while a transfer already has requests in flight (it never waits then: it
  * processes what it has), `take()` when it has none (FIFO, so every transfer gets its turn);

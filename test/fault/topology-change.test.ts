@@ -57,7 +57,9 @@ test('a node joining mid-rebalance: kept assignments are not restarted, moved on
   const c = await faultCluster(t, 2);
   await createCache(c, 12, 1);
   const ackLog = ackLogOf(c.dir);
-  await fill(c.settings(), c.nodes().map((n) => n.address), ackLog, 2400);
+  // 1000-byte values: each of the 12 files spans several 64 KiB chunks, so a transfer held at half
+  // its file has verified bytes (with 400-byte values full leaves made files of about two chunks).
+  await fill(c.settings(), c.nodes().map((n) => n.address), ackLog, 2400, 1000);
   for (const id of ['node-1', 'node-2']) await setPoints(nodeOf(c, id), SLOW_SUPPLIER);
   const first = await c.add({ wait: 'healthy' });
   await waitFor('a transfer to the first joiner in flight', async () => (await tasks(nodeOf(c, 'node-1').adminAddress)).find((x) => x.node === first.id && x.phase === 'STREAMING' && x.bytesDone > 0), 60_000, 20);

@@ -116,7 +116,11 @@ export function renderTransferChart(r: Doc, file: string): Promise<string> {
 /** bench:catchup — time until in sync (ptn join vs Redis full sync), write latency by phase and over time. */
 export function renderCatchupChart(r: Doc, file: string): Promise<string> {
   const times: Row[] = [{ system: 'ptn join', seconds: r.ptn?.joinSeconds }];
-  if (typeof r.redis?.syncSeconds === 'number') times.push({ system: 'Redis full sync', seconds: r.redis.syncSeconds });
+  if (typeof r.redis?.syncSeconds === 'number') times.push({ system: 'Redis sync', seconds: r.redis.syncSeconds });
+  // The disk floor of the same run: what a raw fsync'd write of the files, and of the values alone, takes.
+  // Short labels: four bars share the axis.
+  if (typeof r.floor?.fileSeconds === 'number') times.push({ system: 'disk: files', seconds: r.floor.fileSeconds });
+  if (typeof r.floor?.valueSeconds === 'number') times.push({ system: 'disk: values', seconds: r.floor.valueSeconds });
   const lat: Row[] = [];
   for (const [system, run] of [['ptn', r.ptn], ['Redis', r.redis]] as const) {
     for (const phase of ['before', 'during', 'after']) {
@@ -139,7 +143,7 @@ export function renderCatchupChart(r: Doc, file: string): Promise<string> {
       color: { field: 'stat', type: 'nominal', title: null },
     },
   };
-  const toSync = bars('seconds until the new copy is in sync', times, { field: 'system', type: 'nominal', title: null, axis: { labelAngle: 0 } }, { field: 'seconds', type: 'quantitative', title: 's' });
+  const toSync = bars("seconds until the new copy is in sync (disk: a raw fsync'd write)", times, { field: 'system', type: 'nominal', title: null, axis: { labelAngle: 0 } }, { field: 'seconds', type: 'quantitative', title: 's' });
   return renderVegaLite(
     {
       title: `bench:catchup — ${r.params?.entries ?? '?'} entries × ${r.params?.valueBytes ?? '?'} B, load ${Math.round(r.rate ?? 0)} writes/s`,

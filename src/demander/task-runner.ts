@@ -30,6 +30,10 @@ import { Method, parsePartitionInfo, parseSnapshotOpened, type PartitionInfo } f
 import { replayCatchUpLog } from './replay.js';
 import { transition, type Phase, type TaskRecord } from './task-state.js';
 import { abortable, StartOver, type Outcome, type RunContext, type Task } from './task.js';
+import { yieldToLoop } from '../util/yield.js';
+
+/** Replayed records applied between two yields to the event loop. */
+const REPLAY_SLICE_RECORDS = 64;
 
 
 /** Missing ranges closer than this are fetched in one history request. */
@@ -422,7 +426,13 @@ export class TaskRunner {
     // No wait for the node WAL's fsync (under the fence that wait was most of its length): the
     // records stay in the temporary WAL until finish() has flushed the node WAL, and a restart
     // before that replays the temporary WAL again (recovery.ts row 8).
-    await Promise.all(updates.map((u) => this.ctx.host.store.apply(u, { waitDurable: false })));
+    // In slices with a hop through the event loop between them: on cached pages a whole batch of
+    // applies runs as one chain of microtasks, and the replicated writes waiting on the sockets
+    // (acknowledged by this node) waited behind it.
+    for (let i = 0; i < updates.length; i += REPLAY_SLICE_RECORDS) {
+      if (i > 0) await yieldToLoop();
+      await Promise.all(updates.slice(i, i + REPLAY_SLICE_RECORDS).map((u) => this.ctx.host.store.apply(u, { waitDurable: false })));
+    }
   }
 
   private async applyUpdates(updates: Update[]): Promise<void> {

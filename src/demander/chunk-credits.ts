@@ -14,6 +14,8 @@
  * processes what it has), `take()` when it has none (FIFO, so every transfer gets its turn);
  * `give()` once per credit when its chunk was written or its request failed. The limit is read
  * live (`configSet rebalance.receiveChunksMax`); lowering it lets the chunks in flight land.
+ * Bound: a transfer waits only when it has nothing in flight, so the queue holds at most one
+ * waiter per running transfer (rebalance.receiveSlots).
  */
 import { ErrorCode, ptnError } from '../errors.js';
 

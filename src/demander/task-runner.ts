@@ -16,6 +16,7 @@
  * "Start over" = back to PENDING: the temporary file and the snapshot are released, the temporary
  * WAL is KEPT (it holds acknowledged updates) and goes back to logging mode.
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import { ErrorCode, isPtnError, ptnError } from '../errors.js';
@@ -30,7 +31,6 @@ import { Method, parsePartitionInfo, parseSnapshotOpened, type PartitionInfo } f
 import { replayCatchUpLog } from './replay.js';
 import { transition, type Phase, type TaskRecord } from './task-state.js';
 import { abortable, StartOver, type Outcome, type RunContext, type Task } from './task.js';
-import { yieldToLoop } from '../util/yield.js';
 
 /** Replayed records applied between two yields to the event loop. */
 const REPLAY_SLICE_RECORDS = 64;

@@ -378,13 +378,9 @@ export class Connection extends EventEmitter {
         return;
       case FrameType.PING:
         if (typeof frame.body !== 'number') throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'PING body is not a number');
-        {
-          // A PONG does not count as sending for our own heartbeat: else the side that answers
-          // never pings and never measures its round trip (which side that is depends on timing).
-          const lastSentAtMs = this.#lastSentAtMs;
-          this.#sendNow(encodeFrame(FrameType.PONG, 0, '', frame.body, this.#config.frameBytesMax));
-          this.#lastSentAtMs = lastSentAtMs;
-        }
+        // A PONG does not count as sending for our own heartbeat: else the side that answers
+        // never pings and never measures its round trip (which side that is depends on timing).
+        this.#sendNow(encodeFrame(FrameType.PONG, 0, '', frame.body, this.#config.frameBytesMax), undefined, false);
         return;
       case FrameType.PONG:
         if (typeof frame.body !== 'number') throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'PONG body is not a number');
@@ -526,10 +522,11 @@ export class Connection extends EventEmitter {
     }
   }
 
-  #sendNow(buf: Buffer, prepared?: PreparedFrame): void {
+  /** `heartbeat` false: the frame does not count as sending for our heartbeat (a PONG). */
+  #sendNow(buf: Buffer, prepared?: PreparedFrame, heartbeat = true): void {
     this.#stats.bytesSent += buf.length;
     this.#stats.framesSent++;
-    this.#lastSentAtMs = performance.now();
+    if (heartbeat) this.#lastSentAtMs = performance.now();
     this.#coalesce();
     // ws calls back once the socket took the bytes (or failed to): only then may a pooled buffer be reused.
     this.#ws.send(buf, { binary: true }, prepared ? () => { prepared.release(); this.#onWritten(); } : this.#onWritten);

@@ -53,6 +53,7 @@ import {
   nodeCapacity,
   nodeCompact,
   nodeCount,
+  nodeFreeBytes,
   nodeInit,
   nodeInsertCell,
   nodeLink,
@@ -203,11 +204,14 @@ export class BTree {
   }
 
   /**
-   * Loads (pinned) the siblings under the same parent a change may shift a cell to, when it will
-   * leave the located leaf with `usedAfter` bytes, more than the leaf holds. Async phase.
+   * Loads (pinned) the siblings under the same parent a change may shift a cell to, when writing a
+   * cell of `newBytes` (with its slot) in place of one of `oldBytes` (0: a new key) overflows the
+   * located leaf. Async phase; on the put path, so the free gap is looked at before the cells are
+   * counted.
    */
-  async siblingsForShift(loc: Locator, usedAfter: number): Promise<Sibling[] | undefined> {
-    if (usedAfter <= nodeCapacity(this.pages.pageSize) || loc.leaf === undefined || loc.path.length === 0) return undefined;
+  async siblingsForShift(loc: Locator, oldBytes: number, newBytes: number): Promise<Sibling[] | undefined> {
+    if (loc.leaf === undefined || loc.path.length === 0 || nodeFreeBytes(loc.leaf.buf) >= newBytes) return undefined;
+    if (nodeUsedBytes(loc.leaf.buf, true) - oldBytes + newBytes <= nodeCapacity(this.pages.pageSize)) return undefined;
     const { entry: parent, pos } = loc.path[loc.path.length - 1]!;
     const out: Sibling[] = [];
     if (pos < nodeCount(parent.buf)) out.push({ entry: await this.node(childAt(parent.buf, pos + 1), PageType.LEAF), right: true });

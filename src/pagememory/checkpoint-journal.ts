@@ -46,13 +46,13 @@
  *
  * No write listener can exist during redo (no partition is open yet), so the redo writes directly.
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import path from 'node:path';
 import { assert, ErrorCode, fsError, ptnError } from '../errors.js';
 import { crc32 } from '../util/crc32.js';
 import type { FileLayer, FileLike } from '../util/file-layer.js';
 import { isValidPageSize, pageProblem } from './page.js';
 import type { PageImage } from './partition-file.js';
-import { yieldToLoop } from '../util/yield.js';
 
 /** Bytes CRC'd between two yields to the event loop (about 1 ms). */
 const CRC_SLICE_BYTES = 2 << 20;

@@ -15,13 +15,13 @@
  * A failure anywhere fails the whole page memory (see page-memory.ts): what is on disk is then
  * either the old state or, through the journal at the next open, the new one.
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import path from 'node:path';
 import { assert, fsError } from '../errors.js';
 import type { FileLayer } from '../util/file-layer.js';
 import { writeCheckpointJournal } from './checkpoint-journal.js';
 import type { CacheSegment, PageCache } from './page-cache.js';
 import { sealPage } from './page.js';
-import { yieldToLoop } from '../util/yield.js';
 
 /** Pages sealed between two yields to the event loop (about 1 ms of CRC). */
 const SEAL_SLICE_PAGES = 256;

@@ -295,8 +295,7 @@ export class PartitionStore implements TreePages {
       if (siblings === undefined && loc.leaf !== undefined) {
         // A change that overflows the leaf first tries to shift a cell to a sibling (btree.ts).
         const oldBytes = loc.found ? this.tree.cellAt(loc).size + SLOT_BYTES : 0;
-        const newBytes = this.tree.leafCellBytes(key.length, u.value?.length ?? 0, tombstone);
-        siblings = await this.tree.siblingsForShift(loc, this.tree.leafUsedBytes(loc) - oldBytes + newBytes);
+        siblings = await this.tree.siblingsForShift(loc, oldBytes, this.tree.leafCellBytes(key.length, u.value?.length ?? 0, tombstone));
       }
       this.counter.add(c); // may throw ERR_COUNTER_GAPS_OVERFLOW: nothing changed yet
       this.metaDirty = true;

@@ -56,6 +56,7 @@ export interface RebalanceConfig {
   chunkBytes: number;
   chunkWindow: number;
   receiveChunksMax: number;
+  prewarmBytesMax: number;
   compression: 'none' | 'lz4';
   snapshotIdleTimeoutMs: number;
   fileMinBytes: number;

@@ -67,6 +67,7 @@ export class NodeMetrics {
     gauge('ptn_rebalance_fence_pause_ms', 'Length of the last replay fence (writes to that partition paused).', () => (ready() ? n.demander?.counters.lastFenceMs : undefined));
     gauge('ptn_rebalance_temp_wal_truncated_bytes', 'Bytes cut from torn temporary-WAL tails when a restarted node recovered them.', () => (ready() ? n.demander?.counters.tempWalTruncatedBytes : undefined));
     gauge('ptn_rebalance_bytes_not_resent', 'Verified bytes a resumed transfer did not have to receive again.', () => (ready() ? n.demander?.counters.bytesNotResent : undefined));
+    gauge('ptn_rebalance_bytes_prewarmed', 'Bytes of swapped-in partition files read into the page cache before their replay.', () => (ready() ? n.demander?.counters.bytesPrewarmed : undefined));
     gauge('ptn_rebalance_transfers_supplying', 'Snapshots this node is serving right now.', () => (ready() && n.supplier ? n.supplier.list().length : undefined));
     gauge('ptn_rebalance_throttle_bytes_per_second', 'Rebalance byte-rate limit in force (0 = none).', () => n.config.rebalance.throttleBytesPerSec);
     gauge('ptn_writes_primary', 'Writes this node applied as the primary.', () => (ready() ? n.writes.counts.primaryWrites : undefined));

@@ -93,6 +93,7 @@ export class DemanderManager {
   readonly counters: DemanderCounters = {
     bytesReceived: { file: 0, historical: 0, full: 0 },
     bytesNotResent: 0,
+    bytesPrewarmed: 0,
     updatesLogged: 0,
     corruptChunks: 0,
     tempWalTruncatedBytes: 0,

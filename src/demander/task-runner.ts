@@ -355,8 +355,12 @@ export class TaskRunner {
   private async swap(task: Task): Promise<void> {
     const r = task.record;
     if (r.phase !== 'SWAPPING') await this.enter(task, 'SWAPPING');
-    const ps = await this.ctx.host.store.swapInPartition(r.cacheId, r.partition, this.ctx.taskStore.tempFilePath(r.transfer!.tempFile));
+    const { store } = this.ctx.host;
+    const ps = await store.swapInPartition(r.cacheId, r.partition, this.ctx.taskStore.tempFilePath(r.transfer!.tempFile));
     r.entries = ps.entryCount;
+    // The replay touches pages all over the new file: one sequential read beats one per page.
+    const warmed = await store.prewarmPartition(r.cacheId, r.partition, this.cfg.prewarmBytesMax);
+    this.ctx.counters.bytesPrewarmed += warmed;
     await this.enter(task, 'INDEXING');
   }
 

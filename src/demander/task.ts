@@ -46,6 +46,8 @@ export interface DemanderHooks {
 export interface DemanderCounters {
   bytesReceived: Record<RebalancePath, number>;
   bytesNotResent: number;
+  /** Bytes of swapped-in files read into the page cache before their replay (rebalance.prewarmBytesMax). */
+  bytesPrewarmed: number;
   /** Replicated updates appended to temporary WALs. */
   updatesLogged: number;
   corruptChunks: number;

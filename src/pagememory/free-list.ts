@@ -134,6 +134,16 @@ export class FreeSpace {
     this.loaded = true;
   }
 
+  /**
+   * Pages below the end that hold no live content: reusable, pending release, or a chain page of
+   * the committed list (loaded first). What a page-cache prewarm must leave out: a free page may
+   * hold a stale image, and allocate() expects it uncached.
+   */
+  notInUse(): Set<number> {
+    assert(this.loaded, 'free list not loaded before notInUse');
+    return new Set([...this.free, ...this.pending, ...this.committedListPages]);
+  }
+
   /** Pages reusable right now (for stats and tests). */
   get freeCount(): number {
     return this.free.length;

@@ -234,6 +234,16 @@ export class PageMemory {
     return this.openPartition(destPath, id);
   }
 
+  /**
+   * Reads up to `bytesMax` of the partition's live pages into the cache, within the cache's free
+   * room (nothing is evicted for it); returns the bytes cached (PartitionStore.prewarm).
+   */
+  async prewarmPartition(p: PartitionStore, bytesMax: number): Promise<number> {
+    this.checkUsable();
+    const room = this.cache.budgetBytes - this.cache.cachedBytes;
+    return room <= 0 || bytesMax <= 0 ? 0 : p.prewarm(Math.min(bytesMax, room));
+  }
+
   /** Checks the CRC and header of every page the file's state uses (free pages may hold anything). */
   private async verifyAllPages(file: PartitionFile, meta: MetaState): Promise<void> {
     const { entries } = await readFreeListChain((i) => file.readPage(i, PageType.FREE_LIST), meta.freeListHead, meta.freePageCount, meta.pageCount, file.path);

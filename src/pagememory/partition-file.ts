@@ -153,6 +153,24 @@ export class PartitionFile {
     return buf;
   }
 
+  /**
+   * Reads `count` pages from `first` unchecked into a buffer of its own (not pooled, not
+   * zero-filled), cut to the whole pages read: shorter only where the file ends.
+   */
+  async readPagesUnchecked(first: number, count: number): Promise<Buffer> {
+    this.checkOpen();
+    const buf = Buffer.allocUnsafeSlow(count * this.pageSize);
+    let got: number;
+    try {
+      got = await this.fh.read(buf, 0, buf.length, first * this.pageSize);
+    } catch (err) {
+      throw fsError(err, `read pages ${first}..${first + count - 1} of ${this.path}`);
+    }
+    const pages = Math.floor(got / this.pageSize);
+    this.io.pageReads += pages;
+    return buf.subarray(0, pages * this.pageSize);
+  }
+
   /** Reads and checks page `index` (ERR_PAGE_CORRUPT when the check fails, or the page is beyond the end). */
   async readPage(index: number, expectedType?: PageType): Promise<Buffer> {
     this.checkOpen();

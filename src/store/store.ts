@@ -549,6 +549,17 @@ export class Store {
     return ps;
   }
 
+  /**
+   * Reads up to `bytesMax` of a partition's live pages into the page cache in sequential runs
+   * (within its free room); returns the bytes cached. The demander calls it after a swap-in, so
+   * the replay does not read the new file page by page.
+   */
+  async prewarmPartition(cacheId: number, partition: number, bytesMax: number): Promise<number> {
+    this.checkOpen();
+    const ps = this.partitions.get(pkey(cacheId, partition));
+    return ps ? this.pm.prewarmPartition(ps, bytesMax) : 0;
+  }
+
   /** Suspends every index of the cache for one partition (its part is dropped until rebuildIndexes). */
   suspendIndexes(cacheId: number, partition: number): void {
     for (const idx of this.indexesOf(cacheId).values()) idx.suspend(partition);

@@ -240,8 +240,7 @@ export class PageMemory {
    */
   async prewarmPartition(p: PartitionStore, bytesMax: number): Promise<number> {
     this.checkUsable();
-    const room = this.cache.budgetBytes - this.cache.cachedBytes;
-    return room <= 0 || bytesMax <= 0 ? 0 : p.prewarm(Math.min(bytesMax, room));
+    return p.prewarm(bytesMax);
   }
 
   /** Checks the CRC and header of every page the file's state uses (free pages may hold anything). */

@@ -237,8 +237,9 @@ export class PartitionStore implements TreePages {
   // ------------------------------------------------------------------ prewarm
 
   /**
-   * Reads the file's live pages into the page cache, at most `bytesMax` of them, skipping pages
-   * already cached and pages that hold no live content; returns the bytes cached. After a swap-in
+   * Reads the file's live pages into the page cache, at most `bytesMax` of them and never beyond
+   * the cache's free room (nothing is evicted for them), skipping pages already cached and pages
+   * that hold no live content; returns the bytes cached. After a swap-in
    * the replay of the catch-up log touches pages all over the new file: reading each on demand
    * held the partition lock for a thread-pool round trip per page (0.15–0.3 ms a record under
    * load, most of the replay). Here a run of PREWARM_READ_PAGES is read as slabs of
@@ -260,7 +261,10 @@ export class PartitionStore implements TreePages {
         await this.prepareWrite(); // the free list says which pages are not in use
         const end = this.file.lengthPages;
         if (first >= end) break;
-        const n = Math.min(PREWARM_READ_PAGES, end - first, Math.floor((bytesMax - cached) / this.pageSize));
+        // The cache's room again each run: other partitions prewarm and load meanwhile.
+        const room = this.ctx.cache.budgetBytes - this.ctx.cache.cachedBytes;
+        const n = Math.min(PREWARM_READ_PAGES, end - first, Math.floor(Math.min(bytesMax - cached, room) / this.pageSize));
+        if (n <= 0) break;
         const reads: Array<Promise<Buffer>> = [];
         for (let at = first; at < first + n; at += PREWARM_SLAB_PAGES) reads.push(this.file.readPagesUnchecked(at, Math.min(PREWARM_SLAB_PAGES, first + n - at)));
         const slabs = await Promise.all(reads);
@@ -270,6 +274,7 @@ export class PartitionStore implements TreePages {
           for (let i = 0; i < slab.length / this.pageSize; i++) {
             const index = at + i;
             if (notInUse.has(index) || this.seg.get(index) !== undefined) continue;
+            if (this.ctx.cache.cachedBytes + this.pageSize > this.ctx.cache.budgetBytes) return; // filled while reading
             const image = slab.subarray(i * this.pageSize, (i + 1) * this.pageSize);
             if (pageProblem(image, index) !== undefined) continue;
             this.seg.unpin(this.seg.insertPinned(index, image, false));

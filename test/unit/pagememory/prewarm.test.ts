@@ -19,8 +19,8 @@ const PAGE = 4096;
  * A committed, closed partition file of `n` entries of `valueBytes` whose free list holds the
  * pages of a dropped overflow chain (valid page images that are no longer live).
  */
-async function makeFileWithFreePages(pm: PageMemory, file: string, n: number, valueBytes = 200): Promise<{ expected: Map<string, unknown>; freePages: number }> {
-  const ps = await pm.createPartition(file, ID);
+async function makeFileWithFreePages(pm: PageMemory, file: string, n: number, valueBytes = 200, id = ID): Promise<{ expected: Map<string, unknown>; freePages: number }> {
+  const ps = await pm.createPartition(file, id);
   await put(pm, ps, 'big', 1, valueOf(100_000, 1));
   for (let c = 2; c <= n; c++) await put(pm, ps, `k${c}`, c, valueOf(valueBytes, c));
   await checkpoint(pm);
@@ -87,6 +87,30 @@ test('prewarm stays within its byte limit and the free room of the page cache', 
     assert.ok(pm.stats.cachedBytes <= budget, 'nothing beyond the budget');
     assert.equal(pm.stats.evictions, 0, 'nothing evicted for it');
     assert.equal(await pm.prewarmPartition(ps, 1 << 30), 0, 'no room left');
+  } finally {
+    await pm.close();
+  }
+});
+
+test('prewarms of several partitions at once share the free room and evict nothing', async () => {
+  dir = await makeTmpDir();
+  const budget = 1 << 20;
+  const maker = await openPm(path.join(dir, 'maker'));
+  const srcs = [0, 1, 2].map((i) => path.join(dir!, `incoming-${i}.tmp`));
+  const ids = [0, 1, 2].map((i) => ({ ...ID, partition: i }));
+  try {
+    for (let i = 0; i < 3; i++) await makeFileWithFreePages(maker, srcs[i]!, 4000, 200, ids[i]);
+  } finally {
+    await maker.close();
+  }
+  const pm = await openPm(dir, { pageCacheBytesMax: budget });
+  try {
+    const parts = await Promise.all(srcs.map((src, i) => pm.restorePartition(src, path.join(dir!, `part-${i}.ptn`), ids[i]!, 'meta')));
+    const room = budget - pm.stats.cachedBytes;
+    const warmed = await Promise.all(parts.map((ps) => pm.prewarmPartition(ps, 1 << 30)));
+    const total = warmed.reduce((a, b) => a + b, 0);
+    assert.ok(total <= room && total > room - PAGE, `warmed ${warmed.join(' + ')} of a room of ${room}`);
+    assert.equal(pm.stats.evictions, 0, 'nothing evicted for it');
   } finally {
     await pm.close();
   }

@@ -65,7 +65,7 @@ test('prewarm reads a swapped-in file in sequential runs, after which reading ev
   }
 });
 
-test('prewarm stays within its byte limit and the free room of the page cache', async () => {
+test('a file larger than the byte limit or the free room is not prewarmed; a partial prewarm stays within both', async () => {
   dir = await makeTmpDir();
   const budget = 1 << 20;
   const src = path.join(dir, 'incoming.tmp');
@@ -79,14 +79,17 @@ test('prewarm stays within its byte limit and the free room of the page cache', 
   try {
     const ps = await pm.restorePartition(src, path.join(dir, 'part.ptn'), ID, 'meta');
     assert.ok(ps.fileBytes() > 2 * budget, `file of ${ps.fileBytes()} bytes, cache of ${budget}`);
-    const limited = await pm.prewarmPartition(ps, 10 * PAGE);
-    assert.equal(limited, 10 * PAGE);
+    const reads = pm.stats.pageReads;
+    assert.equal(await pm.prewarmPartition(ps, 1 << 30), 0, 'larger than the free room');
+    assert.equal(await pm.prewarmPartition(ps, 10 * PAGE), 0, 'larger than the limit');
+    assert.equal(pm.stats.pageReads, reads, 'nothing read');
+    assert.equal(await ps.prewarm(10 * PAGE), 10 * PAGE);
     const room = budget - pm.stats.cachedBytes;
-    const more = await pm.prewarmPartition(ps, 1 << 30);
+    const more = await ps.prewarm(1 << 30);
     assert.ok(more <= room && more > room - PAGE, `warmed ${more} of a room of ${room}`);
     assert.ok(pm.stats.cachedBytes <= budget, 'nothing beyond the budget');
     assert.equal(pm.stats.evictions, 0, 'nothing evicted for it');
-    assert.equal(await pm.prewarmPartition(ps, 1 << 30), 0, 'no room left');
+    assert.equal(await ps.prewarm(1 << 30), 0, 'no room left');
   } finally {
     await pm.close();
   }
@@ -99,7 +102,7 @@ test('prewarms of several partitions at once share the free room and evict nothi
   const srcs = [0, 1, 2].map((i) => path.join(dir!, `incoming-${i}.tmp`));
   const ids = [0, 1, 2].map((i) => ({ ...ID, partition: i }));
   try {
-    for (let i = 0; i < 3; i++) await makeFileWithFreePages(maker, srcs[i]!, 4000, 200, ids[i]);
+    for (let i = 0; i < 3; i++) await makeFileWithFreePages(maker, srcs[i]!, 1500, 200, ids[i]);
   } finally {
     await maker.close();
   }
@@ -107,6 +110,7 @@ test('prewarms of several partitions at once share the free room and evict nothi
   try {
     const parts = await Promise.all(srcs.map((src, i) => pm.restorePartition(src, path.join(dir!, `part-${i}.ptn`), ids[i]!, 'meta')));
     const room = budget - pm.stats.cachedBytes;
+    for (const ps of parts) assert.ok(ps.fileBytes() <= room && 3 * ps.fileBytes() > room, `files of ${ps.fileBytes()} bytes, room ${room}`);
     const warmed = await Promise.all(parts.map((ps) => pm.prewarmPartition(ps, 1 << 30)));
     const total = warmed.reduce((a, b) => a + b, 0);
     assert.ok(total <= room && total > room - PAGE, `warmed ${warmed.join(' + ')} of a room of ${room}`);

@@ -59,7 +59,7 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
                           a throttled transfer takes longer and leaves the writes more of the machine
   --receive-slots N       rebalance.receiveSlots of the joining node (default: the node default, 16)
   --prewarm-mib M         rebalance.prewarmBytesMax of the nodes, in MiB (default: the node default,
-                          256; 0: the replay reads the swapped-in file's pages on demand)
+                          32: files up to that size; 0: the replay reads pages on demand)
   --durability MODE       WAL durability of the nodes: background (default, like Redis without AOF) or fsync
   --peer redis|none       also run a Redis replica full sync (needs redis-server on the PATH)
   --seed N                seed of the load's key choice

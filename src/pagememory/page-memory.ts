@@ -239,7 +239,10 @@ export class PageMemory {
    * fits in `bytesMax` and in the cache's free room, else nothing; returns the bytes cached. A
    * file that does not fit is left to demand reads: the catch-up bench at 1M (1,341 MiB of files,
    * a 512 MiB cache) took 3.6 s instead of 0.4 s to swap in when each partition warmed what room
-   * was left, and the replays then evicted most of it again (join 18.3 s against 16.3 s).
+   * was left, and the replays then evicted most of it again (join 18.3 s against 16.3 s); with
+   * whole files only (84 MiB each, as many as fit) swap-in still took 3.6 s, hence the default
+   * limit of rebalance.prewarmBytesMax (32 MiB: the 8.4 MiB files at 100k are warmed, REPLAYING
+   * 2.9–3.7 s → 0.4–0.8 s).
    */
   async prewarmPartition(p: PartitionStore, bytesMax: number): Promise<number> {
     this.checkUsable();

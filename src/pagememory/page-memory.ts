@@ -260,6 +260,7 @@ export class PageMemory {
       for (let i = 0; i < n; i++) {
         const index = first + i;
         if (free.has(index)) continue;
+        // Past a short read (the file ends early) the slice is empty, which pageProblem reports.
         const problem = pageProblem(bytes.subarray(i * meta.pageSize, (i + 1) * meta.pageSize), index);
         if (problem !== undefined) {
           throw ptnError(ErrorCode.ERR_PAGE_CORRUPT, `${file.path}: page ${index} is corrupt: ${problem}`, { details: { pageIndex: index, reason: problem, path: file.path } });

@@ -140,24 +140,11 @@ export class PartitionFile {
     return buf;
   }
 
-  /** Reads `count` pages from `first` unchecked, in one read (zeros past the end of the file). */
-  async readRawPages(first: number, count: number): Promise<Buffer> {
-    this.checkOpen();
-    const buf = Buffer.alloc(count * this.pageSize);
-    try {
-      await this.fh.read(buf, 0, buf.length, first * this.pageSize);
-    } catch (err) {
-      throw fsError(err, `read pages ${first}..${first + count - 1} of ${this.path}`);
-    }
-    this.io.pageReads += count;
-    return buf;
-  }
-
   /**
    * Reads `count` pages from `first` unchecked into a buffer of its own (not pooled, not
    * zero-filled), cut to the whole pages read: shorter only where the file ends.
    */
-  async readPagesUnchecked(first: number, count: number): Promise<Buffer> {
+  async readRawPages(first: number, count: number): Promise<Buffer> {
     this.checkOpen();
     const buf = Buffer.allocUnsafeSlow(count * this.pageSize);
     let got: number;

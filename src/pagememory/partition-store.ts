@@ -266,27 +266,28 @@ export class PartitionStore implements TreePages {
         const n = Math.min(PREWARM_READ_PAGES, end - first, Math.floor(Math.min(bytesMax - cached, room) / this.pageSize));
         if (n <= 0) break;
         const reads: Array<Promise<Buffer>> = [];
-        for (let at = first; at < first + n; at += PREWARM_SLAB_PAGES) reads.push(this.file.readPagesUnchecked(at, Math.min(PREWARM_SLAB_PAGES, first + n - at)));
+        for (let at = first; at < first + n; at += PREWARM_SLAB_PAGES) reads.push(this.file.readRawPages(at, Math.min(PREWARM_SLAB_PAGES, first + n - at)));
         const slabs = await Promise.all(reads);
         const notInUse = this.space.notInUse(); // each run: writes between runs allocate and free pages
-        slabs.forEach((slab, s) => {
+        const { cache } = this.ctx;
+        fill: for (let s = 0; s < slabs.length; s++) {
+          const slab = slabs[s]!;
           const at = first + s * PREWARM_SLAB_PAGES;
           for (let i = 0; i < slab.length / this.pageSize; i++) {
             const index = at + i;
             if (notInUse.has(index) || this.seg.get(index) !== undefined) continue;
-            if (this.ctx.cache.cachedBytes + this.pageSize > this.ctx.cache.budgetBytes) return; // filled while reading
+            if (cache.cachedBytes + this.pageSize > cache.budgetBytes) break fill; // others filled it while we read
             const image = slab.subarray(i * this.pageSize, (i + 1) * this.pageSize);
             if (pageProblem(image, index) !== undefined) continue;
             this.seg.unpin(this.seg.insertPinned(index, image, false));
             cached += this.pageSize;
           }
-        });
+        }
         first += n;
       } finally {
         this.unlock();
       }
     }
-    this.ctx.cache.trim();
     return cached;
   }
 

@@ -550,9 +550,10 @@ export class Store {
   }
 
   /**
-   * Reads up to `bytesMax` of a partition's live pages into the page cache in sequential runs
-   * (within its free room); returns the bytes cached. The demander calls it after a swap-in, so
-   * the replay does not read the new file page by page.
+   * Reads a partition's live pages into the page cache in sequential runs when its whole file
+   * fits in `bytesMax` and in the cache's free room (PageMemory.prewarmPartition); returns the
+   * bytes cached. The demander calls it after a swap-in, so the replay does not read the new
+   * file page by page.
    */
   async prewarmPartition(cacheId: number, partition: number, bytesMax: number): Promise<number> {
     this.checkOpen();

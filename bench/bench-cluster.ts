@@ -28,6 +28,8 @@ export interface BenchClusterOptions {
   nodesMax: number;
   basePort?: number;
   durability?: 'fsync' | 'background';
+  /** cluster.syncMode of the nodes (default: the node default, full-sync). */
+  syncMode?: 'full-sync' | 'primary-sync';
   pageCacheBytesMax?: number;
   /** Extra `rebalance` settings of every node (also the joining ones). */
   rebalance?: Record<string, unknown>;
@@ -62,6 +64,7 @@ export class BenchCluster {
           wal: { durability: o.durability ?? 'background' },
           storage: { pageCacheBytesMax: o.pageCacheBytesMax ?? 512 * MiB },
           net: { requestTimeoutMs: 60_000 },
+          ...(o.syncMode ? { cluster: { syncMode: o.syncMode } } : {}),
           ...(o.rebalance ? { rebalance: o.rebalance } : {}),
         },
         timeoutMs: 120_000,

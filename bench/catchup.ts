@@ -29,7 +29,7 @@ import { connectClient } from '../src/cli/client.js';
 import { makeValue, seededRandom } from '../src/cli/load.js';
 import { formatVerifyResult, runVerify, type VerifyResult } from '../src/cli/verify.js';
 import type { Connection } from '../src/net/connection.js';
-import { normalizeTask, type ClusterStatus } from '../src/cli/status-format.js';
+import { normalizeTask, type ClusterStatus, type YieldCounts } from '../src/cli/status-format.js';
 import { BenchCluster, logComplaints } from './bench-cluster.js';
 import { renderCatchupChart } from './chart.js';
 import { FixedRateLoad, measureSustainedOpsPerSec, type FixedRateSummary, type PhaseSummary } from './fixed-rate.js';
@@ -60,7 +60,15 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
   --receive-slots N       rebalance.receiveSlots of the joining node (default: the node default, 16)
   --prewarm-mib M         rebalance.prewarmBytesMax of the nodes, in MiB (default: the node default,
                           32: files up to that size; 0: the replay reads pages on demand)
+  --yield-lag-ms L        rebalance.yieldLagMs of the nodes (default: the node default): rebalance steps wait
+                          while the node's event loop runs later than L ms, so the writes go first
+  --yield-wait-max-ms W   rebalance.yieldWaitMaxMs of the nodes (default: the node default, 100)
+  --yield-utilization U   rebalance.yieldUtilization of the nodes (0–1; with --yield-lag-ms: steps also wait
+                          while the loop was busy more than U of the last 50 ms)
   --durability MODE       WAL durability of the nodes: background (default, like Redis without AOF) or fsync
+  --sync-mode MODE        cluster.syncMode of the nodes: full-sync (default: a write is acknowledged after the
+                          joining copy logged it too) or primary-sync (after the primary applied it, copies
+                          follow: what a Redis master does with its replicas)
   --peer redis|none       also run a Redis replica full sync (needs redis-server on the PATH)
   --seed N                seed of the load's key choice
   --base-port P --dir DIR --json FILE (default bench/results/catchup.json; the chart goes next to it)
@@ -84,7 +92,11 @@ const { values: args } = parseArgs({
     'throttle-mbps': { type: 'string', default: '0' },
     'receive-slots': { type: 'string' },
     'prewarm-mib': { type: 'string' },
+    'yield-lag-ms': { type: 'string' },
+    'yield-wait-max-ms': { type: 'string' },
+    'yield-utilization': { type: 'string' },
     durability: { type: 'string', default: 'background' },
+    'sync-mode': { type: 'string', default: 'full-sync' },
     peer: { type: 'string', default: 'none' },
     seed: { type: 'string' },
     ...clusterBenchFlags('catchup'),
@@ -106,6 +118,8 @@ const AFTER_SEC = Number(args['after-sec']);
 const DURABILITY = args.durability as 'fsync' | 'background';
 const SEED = args.seed !== undefined ? Number(args.seed) : Math.floor(Math.random() * 2 ** 31);
 if (!['fsync', 'background'].includes(DURABILITY)) throw new Error(`--durability must be fsync or background, got ${DURABILITY}`);
+const SYNC_MODE = args['sync-mode'] as 'full-sync' | 'primary-sync';
+if (!['full-sync', 'primary-sync'].includes(SYNC_MODE)) throw new Error(`--sync-mode must be full-sync or primary-sync, got ${SYNC_MODE}`);
 if (!['redis', 'none'].includes(args.peer!)) throw new Error(`--peer must be redis or none, got ${args.peer}`);
 const CACHE = 'bench';
 const CONNECTIONS = 4;
@@ -117,11 +131,24 @@ const RECEIVE_SLOTS = args['receive-slots'] !== undefined ? Number(args['receive
 if (RECEIVE_SLOTS !== undefined && !(Number.isInteger(RECEIVE_SLOTS) && RECEIVE_SLOTS >= 1)) throw new Error(`--receive-slots must be an integer >= 1, got ${args['receive-slots']}`);
 const PREWARM_MIB = args['prewarm-mib'] !== undefined ? Number(args['prewarm-mib']) : undefined;
 if (PREWARM_MIB !== undefined && !(Number.isInteger(PREWARM_MIB) && PREWARM_MIB >= 0)) throw new Error(`--prewarm-mib must be an integer >= 0, got ${args['prewarm-mib']}`);
+const intFlag = (name: 'yield-lag-ms' | 'yield-wait-max-ms', min: number): number | undefined => {
+  if (args[name] === undefined) return undefined;
+  const v = Number(args[name]);
+  if (!(Number.isInteger(v) && v >= min)) throw new Error(`--${name} must be an integer >= ${min}, got ${args[name]}`);
+  return v;
+};
+const YIELD_LAG_MS = intFlag('yield-lag-ms', 0);
+const YIELD_WAIT_MAX_MS = intFlag('yield-wait-max-ms', 1);
+const YIELD_UTILIZATION = args['yield-utilization'] !== undefined ? Number(args['yield-utilization']) : undefined;
+if (YIELD_UTILIZATION !== undefined && !(YIELD_UTILIZATION > 0 && YIELD_UTILIZATION <= 1)) throw new Error(`--yield-utilization must be a number in (0, 1], got ${args['yield-utilization']}`);
 /** rebalance settings of every node, from the flags. */
 const REBALANCE: Record<string, number> = {
   ...(THROTTLE_MBPS > 0 ? { throttleBytesPerSec: Math.round(THROTTLE_MBPS * MiB) } : {}),
   ...(RECEIVE_SLOTS !== undefined ? { receiveSlots: RECEIVE_SLOTS } : {}),
   ...(PREWARM_MIB !== undefined ? { prewarmBytesMax: PREWARM_MIB * MiB } : {}),
+  ...(YIELD_LAG_MS !== undefined ? { yieldLagMs: YIELD_LAG_MS } : {}),
+  ...(YIELD_WAIT_MAX_MS !== undefined ? { yieldWaitMaxMs: YIELD_WAIT_MAX_MS } : {}),
+  ...(YIELD_UTILIZATION !== undefined ? { yieldUtilization: YIELD_UTILIZATION } : {}),
 };
 const ACK_QUEUE_MAX = 65_536;
 const VERIFY_REQUEST_TIMEOUT_MS = 600_000;
@@ -202,7 +229,12 @@ interface PtnRun {
   verify: VerifyResult & { error?: string };
   /** Warnings the nodes logged, by message. */
   nodeComplaints: Record<string, number>;
+  /** Per node: rebalance steps that yielded to the writes, in the last status of the join. */
+  yields: Record<string, YieldCounts>;
 }
+
+/** The nodes' rebalance yield counters in the last status seen during the join. */
+let lastYields: Record<string, YieldCounts> = {};
 
 /** Prints a progress line when the join's task phases change, at most once a second. */
 function joinProgress(): (s: ClusterStatus) => void {
@@ -210,6 +242,7 @@ function joinProgress(): (s: ClusterStatus) => void {
   let lastAt = 0;
   const t0 = performance.now();
   return (s) => {
+    if (s.rebalance?.yield) lastYields = s.rebalance.yield;
     const line = `${s.rebalance?.partitionsLeft ?? '?'} copies MOVING, phases ${JSON.stringify(phaseCounts(s))}`;
     if (line !== lastLine && performance.now() - lastAt >= 1000) {
       lastLine = line;
@@ -254,7 +287,7 @@ async function verifyRun(bc: BenchCluster, ackPath: string): Promise<VerifyResul
 }
 
 async function runPtn(root: string): Promise<PtnRun> {
-  const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, rebalance: Object.keys(REBALANCE).length ? REBALANCE : undefined, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
+  const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, syncMode: SYNC_MODE, rebalance: Object.keys(REBALANCE).length ? REBALANCE : undefined, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
   const conns: Connection[] = [];
   try {
     await bc.createCache(CACHE, PARTITIONS);
@@ -283,6 +316,7 @@ async function runPtn(root: string): Promise<PtnRun> {
       load: summary,
       verify,
       nodeComplaints: await logComplaints(bc.manager.dir),
+      yields: lastYields,
     };
   } finally {
     for (const c of conns) await c.close().catch(() => undefined);
@@ -365,10 +399,12 @@ const fx = (x: number | undefined, digits = 2) => (x === undefined || !Number.is
 
 const root = args.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'ptn-bench-catchup-')));
 try {
-  log(`bench:catchup in ${root}: ${ENTRIES} entries × ${VALUE_BYTES} B in ${PARTITIONS} partitions, load ${RATE} ops/s asked (seed ${SEED}), WAL ${DURABILITY}${THROTTLE_MBPS > 0 ? `, transfers throttled to ${THROTTLE_MBPS} MiB/s` : ''}`);
+  log(`bench:catchup in ${root}: ${ENTRIES} entries × ${VALUE_BYTES} B in ${PARTITIONS} partitions, load ${RATE} ops/s asked (seed ${SEED}), WAL ${DURABILITY}, ${SYNC_MODE}${THROTTLE_MBPS > 0 ? `, transfers throttled to ${THROTTLE_MBPS} MiB/s` : ''}`);
   const redisBin = args.peer === 'redis' ? findRedisServer() : undefined;
   if (args.peer === 'redis' && !redisBin) console.log(`  ${REDIS_INSTALL_HINT}; skipping that column`);
   const ptn = await runPtn(root);
+  const yields = Object.entries(ptn.yields).filter(([, y]) => y.turns > 0);
+  if (yields.length) log(`  ptn: rebalance steps that yielded to the writes: ${yields.map(([id, y]) => `${id} ${y.waits} of ${y.turns} (${fmt(y.waitedMs / 1000)} s waited, ${y.waitMaxReached} at the wait limit)`).join('; ')}`);
   log(`  ptn: temp-WAL peak ${ptn.join.tempWalPeakBytes === undefined ? 'n/a' : `${fmt(ptn.join.tempWalPeakBytes / MiB)} MiB`}; fence pause max ${ptn.join.fenceMsMax === undefined ? 'n/a' : `${fmt(ptn.join.fenceMsMax)} ms`}`);
   log(`  ptn: seconds per task phase (median / max over ${ptn.join.tasks.length} tasks): ${Object.entries(ptn.phases).map(([k, v]) => `${k} ${fmt(v.medianSec)}/${fmt(v.maxSec)}`).join(', ')}`);
   const complaints = Object.entries(ptn.nodeComplaints);
@@ -402,7 +438,7 @@ try {
     bench: 'catchup',
     when: new Date().toISOString(),
     host: { cpus: os.cpus().length, node: process.version },
-    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS, receiveSlots: RECEIVE_SLOTS ?? null, prewarmMiB: PREWARM_MIB ?? null },
+    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, syncMode: SYNC_MODE, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS, receiveSlots: RECEIVE_SLOTS ?? null, prewarmMiB: PREWARM_MIB ?? null, yieldLagMs: YIELD_LAG_MS ?? null, yieldWaitMaxMs: YIELD_WAIT_MAX_MS ?? null, yieldUtilization: YIELD_UTILIZATION ?? null },
     rate: ptn.rate,
     ptn: { ...ptn, join: { ...ptn.join, tempWalPeakBytes: ptn.join.tempWalPeakBytes ?? null, fenceMsMax: ptn.join.fenceMsMax ?? null } },
     redis: redis ?? { skipped: args.peer === 'redis' ? REDIS_INSTALL_HINT : 'not asked (--peer redis)' },

@@ -57,6 +57,9 @@ export interface RebalanceConfig {
   chunkWindow: number;
   receiveChunksMax: number;
   prewarmBytesMax: number;
+  yieldLagMs: number;
+  yieldWaitMaxMs: number;
+  yieldUtilization: number;
   compression: 'none' | 'lz4';
   snapshotIdleTimeoutMs: number;
   fileMinBytes: number;

@@ -44,7 +44,15 @@ export interface ClusterStatus {
   nodes: StatusNode[];
   caches: StatusCache[];
   partitions: Record<string, StatusPartition[]>;
-  rebalance?: { partitionsLeft?: number; partitionsTotal?: number; tasks?: unknown[] };
+  rebalance?: { partitionsLeft?: number; partitionsTotal?: number; tasks?: unknown[]; yield?: Record<string, YieldCounts> };
+}
+
+/** Per node: how its rebalance steps yielded to foreground work (rebalance.yieldLagMs). */
+export interface YieldCounts {
+  turns: number;
+  waits: number;
+  waitedMs: number;
+  waitMaxReached: number;
 }
 
 /** Checks the few fields the CLI relies on; anything else passes through untouched. */

@@ -43,6 +43,9 @@ const RUNTIME_SETTINGS: Record<string, (v: unknown) => boolean> = {
   'rebalance.fullBatchBytesMax': (v) => Number.isInteger(v) && (v as number) >= 1024 && (v as number) <= 67108864,
   'rebalance.compression': (v) => v === 'none' || v === 'lz4',
   'rebalance.chunkWindow': (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 64,
+  'rebalance.yieldLagMs': (v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 10_000,
+  'rebalance.yieldWaitMaxMs': (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 60_000,
+  'rebalance.yieldUtilization': (v) => typeof v === 'number' && v > 0 && v <= 1,
   'rebalance.receiveChunksMax': (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1024,
 };
 
@@ -162,7 +165,7 @@ export function registerClientApi(node: ClusterNode): void {
     nodeId: node.selfId,
     tasks: node.demander ? node.demander.list() : node.rebalancer.list(),
     supplying: node.supplier?.list() ?? [],
-    counters: { demander: node.demander?.counters, supplier: node.supplier?.counters },
+    counters: { demander: node.demander?.counters, supplier: node.supplier?.counters, yield: { ...node.pacer.counts, waitedMs: Math.round(node.pacer.counts.waitedMs) } },
   }));
   h.set('status', async () => buildStatus(node, await gather('localStatus', {})));
 
@@ -199,6 +202,8 @@ export function buildStatus(node: ClusterNode, perNode?: Map<string, Body | unde
   }
   const tasks: unknown[] = [];
   const supplying: unknown[] = [];
+  /** Per node: how often its rebalance steps yielded to foreground work (ForegroundPacer). */
+  const yields: Record<string, unknown> = {};
   for (const [nodeId, r] of perNode ?? []) {
     const local = r as { tasks?: Array<Record<string, unknown>>; supplying?: Array<Record<string, unknown>> } | undefined;
     for (const task of local?.tasks ?? []) {
@@ -206,6 +211,8 @@ export function buildStatus(node: ClusterNode, perNode?: Map<string, Body | unde
       total++;
     }
     for (const tr of local?.supplying ?? []) supplying.push({ node: nodeId, ...tr });
+    const y = (r as { counters?: { yield?: unknown } } | undefined)?.counters?.yield;
+    if (y) yields[nodeId] = y;
   }
   return {
     nodeId: node.selfId,
@@ -216,7 +223,7 @@ export function buildStatus(node: ClusterNode, perNode?: Map<string, Body | unde
     nodes: t.nodes,
     caches: t.caches,
     partitions,
-    rebalance: { partitionsLeft: left, partitionsTotal: Math.max(total, left), tasks, supplying },
+    rebalance: { partitionsLeft: left, partitionsTotal: Math.max(total, left), tasks, supplying, yield: yields },
     lostPartitions: lostPartitions(t),
     unreachable: [...(perNode ?? [])].filter(([, r]) => r === undefined).map(([id]) => id),
   };

@@ -38,6 +38,7 @@ import { AdminHttp } from './admin-http.js';
 import { NodeMetrics } from './metrics.js';
 import { type FileLayer, realFileLayer } from '../util/file-layer.js';
 import { type NodeFaults, createNodeFaults } from '../testing/index.js'; // TEST ONLY: fault injection (testFaults)
+import { ForegroundPacer } from './foreground-pacer.js';
 
 type Status = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -62,6 +63,8 @@ export class ClusterNode extends EventEmitter {
   rebalancer!: FullRebalancer;
   /** Receives the partitions MOVING to this node (src/demander/). */
   demander!: DemanderManager;
+  /** Rebalance work on both sides yields to foreground work by it (foreground-pacer.ts). */
+  readonly pacer: ForegroundPacer;
   /** Serves partition snapshots and WAL history to demanders (src/supplier/). */
   supplier: Supplier | undefined;
   coordinator: Coordinator | undefined;
@@ -84,6 +87,7 @@ export class ClusterNode extends EventEmitter {
     this.selfId = config.nodeId;
     this.log = opts.log ?? createLogger({ level: config.logLevel, name: config.nodeId });
     this.meta = opts.metadataStore ?? new EmbeddedMetadataStore(config.dataDir);
+    this.pacer = new ForegroundPacer(() => this.config.rebalance);
     // Placeholder until the node joins: version 0, nothing assigned.
     this.topo = { ...initialTopology(config.clusterId, { id: this.selfId, address: '', adminAddress: '' }), version: 0, coordinator: '' };
   }
@@ -168,6 +172,7 @@ export class ClusterNode extends EventEmitter {
     this.testFaults = createNodeFaults(config.testFaults, { log: this.log.child({ part: 'faults' }) });
     this.fileLayer = this.testFaults?.fileLayer ?? realFileLayer;
     this.store = await Store.open({ config, fileLayer: this.fileLayer, log: this.log.child({ part: 'store' }) });
+    this.store.setCheckpointPace(() => this.pacer.turn());
     const identity: NetIdentity = { nodeId: this.selfId, clusterId: config.clusterId, secret: config.clusterSecret, role: 'peer' };
     this.peers = new PeerPool(identity, config.net, this.handlers, this.log.child({ part: 'peers' }), (id) => this.topo?.nodes.find((n) => n.id === id)?.address);
     this.writes = new WritePath(this);
@@ -444,6 +449,7 @@ export class ClusterNode extends EventEmitter {
     if (this.watchTimer) clearInterval(this.watchTimer);
     for (const w of this.versionWaiters.splice(0)) w.resolve();
     this.coordinator?.close();
+    this.pacer.close(); // rebalance steps still running go on without waiting
     await this.rebalancer?.close();
     await this.demander?.close();
     await this.supplier?.close(); // releases every snapshot (delta files, WAL reservations) before the store closes

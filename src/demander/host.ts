@@ -25,6 +25,8 @@ export interface DemanderHost {
   readonly store: Store;
   /** The node's storage file layer (the fault layer under test faults); the manager's default. */
   readonly fileLayer?: FileLayer;
+  /** Yields to foreground work before each unit of rebalance work (ForegroundPacer.turn); none when absent. */
+  readonly pacer?: { turn(signal?: AbortSignal): Promise<void> };
   topology(): Topology;
   /** Resolves when topology `version` is applied (and ready when `ready`). */
   waitFor(version: number, ready: boolean, timeoutMs: number): Promise<void>;
@@ -53,6 +55,9 @@ export function clusterNodeHost(node: ClusterNode): DemanderHost {
     },
     get fileLayer() {
       return node.fileLayer;
+    },
+    get pacer() {
+      return node.pacer;
     },
     topology: () => node.topology(),
     waitFor: (v, ready, ms) => node.waitFor(v, ready, ms),

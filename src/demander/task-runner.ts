@@ -289,6 +289,7 @@ export class TaskRunner {
             persistEveryBytes: this.ctx.persistEveryBytes,
             persist: (at) => this.ctx.save(task, at),
             signal: task.abort.signal,
+            pace: this.ctx.host.pacer ? (signal) => this.ctx.host.pacer!.turn(signal) : undefined,
             onCorrupt: (err) => {
               this.ctx.counters.corruptChunks++;
               this.ctx.host.log.warn({ err, cache: r.cache, partition: r.partition }, 'corrupt chunk; asked for again');
@@ -359,7 +360,8 @@ export class TaskRunner {
     const ps = await store.swapInPartition(r.cacheId, r.partition, this.ctx.taskStore.tempFilePath(r.transfer!.tempFile));
     r.entries = ps.entryCount;
     // The replay touches pages all over the new file: one sequential read beats one per page.
-    const warmed = await store.prewarmPartition(r.cacheId, r.partition, this.cfg.prewarmBytesMax);
+    const pacer = this.ctx.host.pacer;
+    const warmed = await store.prewarmPartition(r.cacheId, r.partition, this.cfg.prewarmBytesMax, pacer ? () => pacer.turn(task.abort.signal) : undefined);
     this.ctx.counters.bytesPrewarmed += warmed;
     await this.enter(task, 'INDEXING');
   }
@@ -415,6 +417,7 @@ export class TaskRunner {
     const res = await replayCatchUpLog(task.log, (batch) => this.applyEncoded(r, batch), {
       fenceLagRecords: this.cfg.replayFenceLagRecords,
       signal: task.abort.signal,
+      pace: this.ctx.host.pacer ? () => this.ctx.host.pacer!.turn(task.abort.signal) : undefined,
     });
     r.fenceMs = res.fenceMs;
     this.ctx.counters.fences++;

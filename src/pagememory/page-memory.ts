@@ -75,6 +75,9 @@ export interface PageMemoryOptions {
   log?: (msg: string, extra?: object) => void;
 }
 
+/** Paces background work (checkpoint sealing) behind foreground work; see PageMemory.setPace. */
+export type Pace = () => Promise<void>;
+
 /** Figures for status and metrics. */
 export interface PageMemoryStats {
   cachedBytes: number;
@@ -107,6 +110,8 @@ export class PageMemory {
   private checkpointsDone = 0;
   private nextCheckpointId = 1;
   private running: Checkpoint | undefined;
+  /** Checkpoints started from now on seal their pages at this pace (setPace). */
+  private pace: Pace | undefined;
   /** Resolves when the previous checkpoint has finished writing (one at a time). */
   private checkpointTail: Promise<void> = Promise.resolve();
   private failure: PtnError | undefined;
@@ -244,10 +249,15 @@ export class PageMemory {
    * limit of rebalance.prewarmBytesMax (32 MiB: the 8.4 MiB files at 100k are warmed, REPLAYING
    * 2.9–3.7 s → 0.4–0.8 s).
    */
-  async prewarmPartition(p: PartitionStore, bytesMax: number): Promise<number> {
+  /** Checkpoints begun after this call await `pace` between sealing slices (undefined: a bare event-loop hop). */
+  setPace(pace: Pace | undefined): void {
+    this.pace = pace;
+  }
+
+  async prewarmPartition(p: PartitionStore, bytesMax: number, pace?: Pace): Promise<number> {
     this.checkUsable();
     const fits = p.fileBytes() <= Math.min(bytesMax, this.cache.budgetBytes - this.cache.cachedBytes);
-    return fits ? p.prewarm(bytesMax) : 0;
+    return fits ? p.prewarm(bytesMax, pace) : 0;
   }
 
   /** Checks the CRC and header of every page the file's state uses (free pages may hold anything). */
@@ -342,6 +352,7 @@ export class PageMemory {
           journalDir: path.resolve(this.opts.journalDir),
           baseDir: path.dirname(path.resolve(this.opts.journalDir)),
           onFinished: (err) => this.checkpointFinished(ckpt, err, release),
+          pace: this.pace,
         });
         this.running = ckpt;
       } finally {

@@ -249,11 +249,13 @@ export class PartitionStore implements TreePages {
    * so after partial evictions memory can exceed the cache's byte count by the rest of such slabs
    * (at most PREWARM_SLAB_PAGES − 1 pages each; pages warmed together sit together in the LRU list
    * and mostly leave together). A page that fails its check is left out, so reading it later
-   * reports the corruption as before. Holds the partition lock during a run, not between runs.
+   * reports the corruption as before. Holds the partition lock during a run, not between runs;
+   * `pace`, when given, is awaited before each run (outside the lock).
    */
-  async prewarm(bytesMax: number): Promise<number> {
+  async prewarm(bytesMax: number, pace?: () => Promise<void>): Promise<number> {
     let cached = 0;
     for (let first = 1; cached + this.pageSize <= bytesMax; ) {
+      if (pace) await pace();
       const w = this.lock();
       if (w) await w;
       try {

@@ -553,12 +553,20 @@ export class Store {
    * Reads a partition's live pages into the page cache in sequential runs when its whole file
    * fits in `bytesMax` and in the cache's free room (PageMemory.prewarmPartition); returns the
    * bytes cached. The demander calls it after a swap-in, so the replay does not read the new
-   * file page by page.
+   * file page by page. `pace` is awaited before each run (the demander yields to foreground work).
    */
-  async prewarmPartition(cacheId: number, partition: number, bytesMax: number): Promise<number> {
+  async prewarmPartition(cacheId: number, partition: number, bytesMax: number, pace?: () => Promise<void>): Promise<number> {
     this.checkOpen();
     const ps = this.partitions.get(pkey(cacheId, partition));
-    return ps ? this.pm.prewarmPartition(ps, bytesMax) : 0;
+    return ps ? this.pm.prewarmPartition(ps, bytesMax, pace) : 0;
+  }
+
+  /**
+   * Checkpoints begun from now on seal their pages at `pace` (the node's ForegroundPacer: the
+   * writes go first while the event loop runs late); undefined: as fast as the loop allows.
+   */
+  setCheckpointPace(pace: (() => Promise<void>) | undefined): void {
+    this.pm.setPace(pace);
   }
 
   /** Suspends every index of the cache for one partition (its part is dropped until rebuildIndexes). */

@@ -50,6 +50,8 @@ export interface SupplierHost {
   readonly log?: Logger;
   /** The node's storage file layer (the fault layer under test faults); the default for temp files. */
   readonly fileLayer?: FileLayer;
+  /** Yields to foreground work before each chunk is read (ForegroundPacer.turn); none when absent. */
+  readonly pacer?: { turn(signal?: AbortSignal): Promise<void> };
   topology(): Topology;
   on(event: 'topology', listener: (t: Topology) => void): unknown;
   off(event: 'topology', listener: (t: Topology) => void): unknown;
@@ -358,6 +360,7 @@ export class Supplier {
         t.throttleWaits++;
         this.counters.throttleWaits++;
       }
+      await this.host.pacer?.turn(t.abort.signal);
       const frame = prepareFrame(CHUNK_HEADER_BYTES + rawBytes, '', { bodyCrc: false, pool: this.chunkPoolFor(rawBytes) });
       let out: PreparedFrame;
       try {

@@ -29,6 +29,7 @@ import { connectClient } from '../src/cli/client.js';
 import { makeValue, seededRandom } from '../src/cli/load.js';
 import { formatVerifyResult, runVerify, type VerifyResult } from '../src/cli/verify.js';
 import type { Connection } from '../src/net/connection.js';
+import { PrimaryRouter } from '../src/cli/primary-router.js';
 import { normalizeTask, type ClusterStatus, type YieldCounts } from '../src/cli/status-format.js';
 import { BenchCluster, logComplaints } from './bench-cluster.js';
 import { renderCatchupChart } from './chart.js';
@@ -66,6 +67,9 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
   --yield-utilization U   rebalance.yieldUtilization of the nodes (0–1; with --yield-lag-ms: steps also wait
                           while the loop was busy more than U of the last 50 ms)
   --durability MODE       WAL durability of the nodes: background (default, like Redis without AOF) or fsync
+  --route MODE            primary (default): the load sends each write to its partition's primary, as a
+                          partition-aware client does (Redis clients write to the master); first: all
+                          writes to the first node, which forwards those it is not the primary of
   --sync-mode MODE        cluster.syncMode of the nodes: full-sync (default: a write is acknowledged after the
                           joining copy logged it too) or primary-sync (after the primary applied it, copies
                           follow: what a Redis master does with its replicas)
@@ -97,6 +101,7 @@ const { values: args } = parseArgs({
     'yield-utilization': { type: 'string' },
     durability: { type: 'string', default: 'background' },
     'sync-mode': { type: 'string', default: 'full-sync' },
+    route: { type: 'string', default: 'primary' },
     peer: { type: 'string', default: 'none' },
     seed: { type: 'string' },
     ...clusterBenchFlags('catchup'),
@@ -119,6 +124,8 @@ const DURABILITY = args.durability as 'fsync' | 'background';
 const SEED = args.seed !== undefined ? Number(args.seed) : Math.floor(Math.random() * 2 ** 31);
 if (!['fsync', 'background'].includes(DURABILITY)) throw new Error(`--durability must be fsync or background, got ${DURABILITY}`);
 const SYNC_MODE = args['sync-mode'] as 'full-sync' | 'primary-sync';
+const ROUTE = args.route as 'primary' | 'first';
+if (!['primary', 'first'].includes(ROUTE)) throw new Error(`--route must be primary or first, got ${ROUTE}`);
 if (!['full-sync', 'primary-sync'].includes(SYNC_MODE)) throw new Error(`--sync-mode must be full-sync or primary-sync, got ${SYNC_MODE}`);
 if (!['redis', 'none'].includes(args.peer!)) throw new Error(`--peer must be redis or none, got ${args.peer}`);
 const CACHE = 'bench';
@@ -180,13 +187,14 @@ class AckQueue {
 }
 
 /** One write of the load to the ptn cluster: a random key, logged once acknowledged. */
-function ptnWriter(conns: Connection[], ack: AckQueue | undefined, seed: number): (seq: number) => Promise<void> {
+function ptnWriter(conns: Connection[], ack: AckQueue | undefined, seed: number, router?: PrimaryRouter): (seq: number) => Promise<void> {
   const random = seededRandom(seed);
   return async (seq) => {
     const i = Math.floor(random() * ENTRIES);
     const key = `k${i}`;
     const { value, json } = makeValue(i, seq + 1, VALUE_BYTES);
-    const res = (await conns[seq % conns.length]!.request('put', { cache: CACHE, key, value })) as { counter: number };
+    const conn = router ? router.route(key) : conns[seq % conns.length]!;
+    const res = (await conn.request('put', { cache: CACHE, key, value })) as { counter: number };
     if (ack) await ack.add(key, res.counter, valueDigest(json));
   };
 }
@@ -231,6 +239,8 @@ interface PtnRun {
   nodeComplaints: Record<string, number>;
   /** Per node: rebalance steps that yielded to the writes, in the last status of the join. */
   yields: Record<string, YieldCounts>;
+  /** --route primary: writes sent to the primary the route map named / through the first node. */
+  routed: { direct: number; fallback: number; refreshes: number } | null;
 }
 
 /** The nodes' rebalance yield counters in the last status seen during the join. */
@@ -253,9 +263,9 @@ function joinProgress(): (s: ClusterStatus) => void {
 }
 
 /** The loaded part of the ptn run: --before-sec of load, the join, --after-sec more; the ack log closed. */
-async function joinUnderLoad(bc: BenchCluster, conns: Connection[], rate: number, ackPath: string) {
+async function joinUnderLoad(bc: BenchCluster, conns: Connection[], rate: number, ackPath: string, router?: PrimaryRouter) {
   const ack = new AckQueue(new AckLogWriter(ackPath));
-  const load = new FixedRateLoad({ ratePerSec: rate, inFlightMax: IN_FLIGHT_MAX, issue: ptnWriter(conns, ack, SEED) });
+  const load = new FixedRateLoad({ ratePerSec: rate, inFlightMax: IN_FLIGHT_MAX, issue: ptnWriter(conns, ack, SEED, router) });
   try {
     load.start();
     await sleep(BEFORE_SEC * 1000);
@@ -289,6 +299,7 @@ async function verifyRun(bc: BenchCluster, ackPath: string): Promise<VerifyResul
 async function runPtn(root: string): Promise<PtnRun> {
   const bc = await BenchCluster.open({ dir: root, nodesMax: 2, basePort: args['base-port'] ? Number(args['base-port']) : undefined, durability: DURABILITY, syncMode: SYNC_MODE, rebalance: Object.keys(REBALANCE).length ? REBALANCE : undefined, cpuProfDir: args['cpu-prof'], nodeLogLevel: args['node-log-level'], progress: args.quiet ? undefined : (l) => log(`  ${l}`) });
   const conns: Connection[] = [];
+  let router: PrimaryRouter | undefined;
   try {
     await bc.createCache(CACHE, PARTITIONS);
     const fillPutsPerSec = await bc.fill(CACHE, ENTRIES, VALUE_BYTES);
@@ -300,7 +311,9 @@ async function runPtn(root: string): Promise<PtnRun> {
     const rate = Math.max(1, Math.floor(Math.min(RATE, LOAD_SHARE * sustained)));
     log(`  ptn: the node sustains ${fmt(sustained)} writes/s (${SUSTAIN_CONCURRENCY} in flight); load rate ${fmt(rate)} ops/s = min(--rate ${RATE}, ${LOAD_SHARE} × sustained)`);
     const ackPath = path.join(root, 'acks.log');
-    const { joined, summary } = await joinUnderLoad(bc, conns, rate, ackPath);
+    // The router's map starts with one node (the primary of all); it learns the joiner's partitions as they move.
+    router = ROUTE === 'primary' ? await PrimaryRouter.open(bc.manager.clientSettings(60_000), conns[0]!, { cache: CACHE, perNode: CONNECTIONS }) : undefined;
+    const { joined, summary } = await joinUnderLoad(bc, conns, rate, ackPath, router);
     log(`  ptn: every partition OWNING ${fmt(joined.obs.seconds)} s after the node was healthy (${fmt(joined.secondsFromStart)} s from its start); paths ${JSON.stringify(joined.obs.paths)}`);
     const verify = await verifyRun(bc, ackPath);
     const { tasks, ...rest } = joined.obs;
@@ -317,8 +330,10 @@ async function runPtn(root: string): Promise<PtnRun> {
       verify,
       nodeComplaints: await logComplaints(bc.manager.dir),
       yields: lastYields,
+      routed: router ? { ...router.counts } : null,
     };
   } finally {
+    await router?.close();
     for (const c of conns) await c.close().catch(() => undefined);
     await bc.close();
   }
@@ -403,6 +418,7 @@ try {
   const redisBin = args.peer === 'redis' ? findRedisServer() : undefined;
   if (args.peer === 'redis' && !redisBin) console.log(`  ${REDIS_INSTALL_HINT}; skipping that column`);
   const ptn = await runPtn(root);
+  if (ptn.routed) log(`  ptn: writes sent to their partition's primary ${ptn.routed.direct}, through the first node ${ptn.routed.fallback} (route map read ${ptn.routed.refreshes} times)`);
   const yields = Object.entries(ptn.yields).filter(([, y]) => y.turns > 0);
   if (yields.length) log(`  ptn: rebalance steps that yielded to the writes: ${yields.map(([id, y]) => `${id} ${y.waits} of ${y.turns} (${fmt(y.waitedMs / 1000)} s waited, ${y.waitMaxReached} at the wait limit)`).join('; ')}`);
   log(`  ptn: temp-WAL peak ${ptn.join.tempWalPeakBytes === undefined ? 'n/a' : `${fmt(ptn.join.tempWalPeakBytes / MiB)} MiB`}; fence pause max ${ptn.join.fenceMsMax === undefined ? 'n/a' : `${fmt(ptn.join.fenceMsMax)} ms`}`);
@@ -438,7 +454,7 @@ try {
     bench: 'catchup',
     when: new Date().toISOString(),
     host: { cpus: os.cpus().length, node: process.version },
-    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, syncMode: SYNC_MODE, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS, receiveSlots: RECEIVE_SLOTS ?? null, prewarmMiB: PREWARM_MIB ?? null, yieldLagMs: YIELD_LAG_MS ?? null, yieldWaitMaxMs: YIELD_WAIT_MAX_MS ?? null, yieldUtilization: YIELD_UTILIZATION ?? null },
+    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, syncMode: SYNC_MODE, route: ROUTE, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS, receiveSlots: RECEIVE_SLOTS ?? null, prewarmMiB: PREWARM_MIB ?? null, yieldLagMs: YIELD_LAG_MS ?? null, yieldWaitMaxMs: YIELD_WAIT_MAX_MS ?? null, yieldUtilization: YIELD_UTILIZATION ?? null },
     rate: ptn.rate,
     ptn: { ...ptn, join: { ...ptn.join, tempWalPeakBytes: ptn.join.tempWalPeakBytes ?? null, fenceMsMax: ptn.join.fenceMsMax ?? null } },
     redis: redis ?? { skipped: args.peer === 'redis' ? REDIS_INSTALL_HINT : 'not asked (--peer redis)' },

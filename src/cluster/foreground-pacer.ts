@@ -5,7 +5,8 @@
  * stretch of rebalance CPU on either node — a chunk read and sent, a chunk written, a prewarm run,
  * a replay batch — is time the writes wait. The catch-up bench on 2 cores showed write p99 going
  * from ~10 ms to ~2 s while the supplier's stream and the joiner's swap-ins, prewarms and replays
- * ran flat out. The signal used here is the node's own event-loop lag: a timer due every
+ * ran flat out. Only while writes are going on (noteForeground) does a busy loop count: without
+ * them it is the rebalance's own. The signal used here is the node's own event-loop lag: a timer due every
  * SAMPLE_MS fires late by however long the loop was busy (with this node's work, or starved of
  * the CPU by others). Before each unit of rebalance work the caller takes a `turn()`: while the
  * recent lag is above `rebalance.yieldLagMs`, turns queue and go one at a time — when the lag is
@@ -27,6 +28,8 @@ const WINDOW_SAMPLES = 4;
 const UTILIZATION_SAMPLES = 10;
 /** Sampling stops after this long without a turn. */
 const IDLE_STOP_MS = 2_000;
+/** Foreground work seen within this long counts as going on (noteForeground). */
+export const FOREGROUND_RECENT_MS = 100;
 
 export interface PacerSettings {
   /** Event-loop lag above which rebalance work waits, ms (0: never waits). */
@@ -70,6 +73,7 @@ export class ForegroundPacer {
   private readonly elus: EventLoopUtilization[] = [];
   private timer: NodeJS.Timeout | undefined;
   private lastTurnAt = 0;
+  private lastForegroundAt = -Infinity;
   private closed = false;
   /** Waiting turns hold tickets; `serving` is the first one still waiting (== nextTicket: none). */
   private nextTicket = 0;
@@ -107,8 +111,18 @@ export class ForegroundPacer {
     return performance.eventLoopUtilization(this.elus[this.elus.length - 1]!, this.elus[0]!).utilization;
   }
 
-  /** True while foreground work should go first: the loop runs late or is (nearly) always busy. */
+  /**
+   * The write path calls this for every write it handles (a client write, a replicated update):
+   * with none in the last FOREGROUND_RECENT_MS there is nothing to yield to, and a busy loop is
+   * the rebalance's own (a transfer to an idle node runs at full speed).
+   */
+  noteForeground(): void {
+    this.lastForegroundAt = this.clock.now();
+  }
+
+  /** True while foreground work should go first: writes going on, and the loop runs late or is (nearly) always busy. */
   private pressed(cfg: PacerSettings): boolean {
+    if (this.clock.now() - this.lastForegroundAt > FOREGROUND_RECENT_MS) return false;
     return this.lagMs() > cfg.yieldLagMs || (cfg.yieldUtilization < 1 && this.utilization() > cfg.yieldUtilization);
   }
 

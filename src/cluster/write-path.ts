@@ -52,6 +52,7 @@ export class WritePath {
   /** A client write to any node: routed to the partition's primary, retried while the topology changes. */
   async clientWrite(cacheName: string, key: string, op: 'put' | 'remove', valueKind = 0, value?: Buffer): Promise<WriteResult> {
     const deadline = Date.now() + this.node.config.cluster.writeRetryMs;
+    this.node.pacer?.noteForeground(); // rebalance steps yield while writes go on
     for (let attempt = 0; ; attempt++) {
       const t = this.node.topology();
       const def = t.caches.find((c) => c.name === cacheName);
@@ -117,6 +118,7 @@ export class WritePath {
   /** This node is the primary: assign, apply, replicate. */
   async primaryWrite(u: Update): Promise<WriteResult> {
     if (this.closed) throw ptnError(ErrorCode.ERR_CLOSED, 'node is stopping');
+    this.node.pacer?.noteForeground(); // also a write forwarded here
     let t = this.node.topology();
     if (!this.node.isReady(t.version)) {
       await this.node.waitFor(t.version, true, this.node.config.cluster.writeRetryMs);
@@ -175,6 +177,7 @@ export class WritePath {
 
   /** A replicated update arrives at a copy. */
   async onReplicate(payload: Buffer, from?: Connection): Promise<Body> {
+    this.node.pacer?.noteForeground();
     if (payload.length < 4) throw ptnError(ErrorCode.ERR_PROTOCOL_BAD_FRAME, 'replicate: truncated');
     const version = payload.readUInt32BE(0);
     const u = decodeUpdate(payload.subarray(4));

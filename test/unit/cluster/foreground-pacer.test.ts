@@ -40,11 +40,23 @@ function fakeClock(onAdvance?: (c: { t: number }) => void): PacerClock & { t: nu
   return c;
 }
 
+/** A pacer with writes going on throughout (noteForeground at every turn and after every sleep). */
+function busyPacer(settings: () => PacerSettings, o: ConstructorParameters<typeof ForegroundPacer>[1]): ForegroundPacer {
+  const clock = o?.clock;
+  const p = new ForegroundPacer(settings, clock ? { ...o, clock: { now: () => clock.now(), sleep: (ms) => clock.sleep(ms).then(() => p.noteForeground()) } } : o);
+  const turn = p.turn.bind(p);
+  p.turn = (signal?: AbortSignal) => {
+    p.noteForeground();
+    return turn(signal);
+  };
+  return p;
+}
+
 const settings = (yieldLagMs: number, yieldWaitMaxMs = 100, yieldUtilization = 1): (() => PacerSettings) => () => ({ yieldLagMs, yieldWaitMaxMs, yieldUtilization });
 
 test('a turn passes at once while the lag is at or under yieldLagMs', async () => {
   const clock = fakeClock();
-  const pacer = new ForegroundPacer(settings(10), { clock, lagSource: () => 10 });
+  const pacer = busyPacer(settings(10), { clock, lagSource: () => 10 });
   for (let i = 0; i < 50; i++) await pacer.turn();
   assert.equal(clock.slept, 0);
   assert.deepEqual(pacer.counts, { turns: 50, waits: 0, waitedMs: 0, waitMaxReached: 0 });
@@ -55,7 +67,7 @@ test('a turn waits while the lag is high and goes on as soon as it falls', async
   const clock = fakeClock((c) => {
     if (c.t >= 30) lag = 2; // the foreground burst is over after 30 ms
   });
-  const pacer = new ForegroundPacer(settings(10), { clock, lagSource: () => lag });
+  const pacer = busyPacer(settings(10), { clock, lagSource: () => lag });
   await pacer.turn();
   assert.equal(clock.t, 30);
   assert.equal(pacer.counts.waits, 1);
@@ -65,7 +77,7 @@ test('a turn waits while the lag is high and goes on as soon as it falls', async
 
 test('under a lag that never falls every turn still goes after yieldWaitMaxMs: the rebalance always moves', async () => {
   const clock = fakeClock();
-  const pacer = new ForegroundPacer(settings(5, 40), { clock, lagSource: () => 1_000 });
+  const pacer = busyPacer(settings(5, 40), { clock, lagSource: () => 1_000 });
   for (let i = 0; i < 3; i++) await pacer.turn();
   assert.equal(pacer.counts.waitMaxReached, 3);
   assert.ok(clock.t >= 3 * 40 && clock.t <= 3 * (40 + SAMPLE_MS), `fake time ${clock.t} ms`);
@@ -73,7 +85,7 @@ test('under a lag that never falls every turn still goes after yieldWaitMaxMs: t
 
 test('turns waiting together go one at a time, in order, one per yieldWaitMaxMs while the lag stays high', async () => {
   const clock = fakeClock();
-  const pacer = new ForegroundPacer(settings(5, 50), { clock, lagSource: () => 1_000 });
+  const pacer = busyPacer(settings(5, 50), { clock, lagSource: () => 1_000 });
   const order: Array<{ i: number; t: number }> = [];
   await Promise.all(Array.from({ length: 8 }, (_, i) => pacer.turn().then(() => order.push({ i, t: clock.t }))));
   assert.deepEqual(order.map((o) => o.i), [0, 1, 2, 3, 4, 5, 6, 7]);
@@ -89,7 +101,7 @@ test('a turn that finds others waiting queues behind them even when the lag is l
   const clock = fakeClock((c) => {
     if (c.t >= 20) lag = 0;
   });
-  const pacer = new ForegroundPacer(settings(5, 10_000), { clock, lagSource: () => lag });
+  const pacer = busyPacer(settings(5, 10_000), { clock, lagSource: () => lag });
   const order: number[] = [];
   const first = pacer.turn().then(() => order.push(1));
   await new Promise((r) => setImmediate(r));
@@ -103,7 +115,7 @@ test('a turn that finds others waiting queues behind them even when the lag is l
 test('yieldLagMs 0 turns pacing off, read at every turn (run-time change)', async () => {
   const clock = fakeClock();
   let cfg = { yieldLagMs: 0, yieldWaitMaxMs: 100, yieldUtilization: 1 };
-  const pacer = new ForegroundPacer(() => cfg, { clock, lagSource: () => 1_000 });
+  const pacer = busyPacer(() => cfg, { clock, lagSource: () => 1_000 });
   await pacer.turn();
   assert.equal(clock.slept, 0);
   assert.equal(pacer.counts.turns, 0);
@@ -111,7 +123,7 @@ test('yieldLagMs 0 turns pacing off, read at every turn (run-time change)', asyn
   await pacer.turn();
   assert.equal(pacer.counts.waitMaxReached, 1);
   // Switched off during a wait: the wait ends at the next sample.
-  const during = new ForegroundPacer(() => cfg, { clock: fakeClock(() => (cfg = { yieldLagMs: 0, yieldWaitMaxMs: 100, yieldUtilization: 1 })), lagSource: () => 1_000 });
+  const during = busyPacer(() => cfg, { clock: fakeClock(() => (cfg = { yieldLagMs: 0, yieldWaitMaxMs: 100, yieldUtilization: 1 })), lagSource: () => 1_000 });
   cfg = { yieldLagMs: 5, yieldWaitMaxMs: 100, yieldUtilization: 1 };
   await during.turn();
   assert.equal(during.counts.waitMaxReached, 0);
@@ -123,13 +135,26 @@ test('a loop busy above yieldUtilization makes a turn wait though the lag is low
   const clock = fakeClock((c) => {
     if (c.t >= 25) busy = 0.5;
   });
-  const pacer = new ForegroundPacer(settings(5, 1_000, 0.8), { clock, lagSource: () => 0, utilizationSource: () => busy });
+  const pacer = busyPacer(settings(5, 1_000, 0.8), { clock, lagSource: () => 0, utilizationSource: () => busy });
   await pacer.turn();
   assert.equal(clock.t, 25);
   assert.equal(pacer.counts.waits, 1);
-  const off = new ForegroundPacer(settings(5, 1_000, 1), { clock: fakeClock(), lagSource: () => 0, utilizationSource: () => 1 });
+  const off = busyPacer(settings(5, 1_000, 1), { clock: fakeClock(), lagSource: () => 0, utilizationSource: () => 1 });
   await off.turn();
   assert.equal(off.counts.waits, 0);
+});
+
+test('without writes going on a busy loop is the rebalance own work: turns pass at once', async () => {
+  const clock = fakeClock();
+  const pacer = new ForegroundPacer(settings(5, 100, 0.5), { clock, lagSource: () => 1_000, utilizationSource: () => 1 });
+  for (let i = 0; i < 10; i++) await pacer.turn();
+  assert.equal(pacer.counts.waits, 0);
+  pacer.noteForeground(); // a write now: the next turn waits its 100 ms
+  await pacer.turn();
+  assert.equal(pacer.counts.waits, 1);
+  clock.t += 1_000; // no write for a second
+  await pacer.turn();
+  assert.equal(pacer.counts.waits, 1);
 });
 
 test('an aborted signal ends the wait at the next sample; close() lets every turn through', async () => {
@@ -137,7 +162,7 @@ test('an aborted signal ends the wait at the next sample; close() lets every tur
   const clock = fakeClock((c) => {
     if (c.t >= 15) ac.abort();
   });
-  const pacer = new ForegroundPacer(settings(5, 10_000), { clock, lagSource: () => 1_000 });
+  const pacer = busyPacer(settings(5, 10_000), { clock, lagSource: () => 1_000 });
   await pacer.turn(ac.signal);
   assert.equal(clock.t, 15);
   pacer.close();
@@ -147,7 +172,7 @@ test('an aborted signal ends the wait at the next sample; close() lets every tur
 });
 
 test('on the real timer, a busy event loop is seen as lag and a turn after it waits', async () => {
-  const pacer = new ForegroundPacer(settings(20, 200));
+  const pacer = busyPacer(settings(20, 200), {});
   try {
     await pacer.turn(); // starts the sampling
     await new Promise((r) => setTimeout(r, 3 * SAMPLE_MS));

@@ -410,6 +410,11 @@ export class DemanderManager {
 
   // ------------------------------------------------------------------ status
 
+  /** Tasks this node runs (any phase). */
+  get taskCount(): number {
+    return this.tasks.size;
+  }
+
   /** Every task, for `ptn status` and `ptn rebalance watch`. */
   list(): DemanderTaskStatus[] {
     return [...this.tasks.values()].map((t) => this.describe(t));

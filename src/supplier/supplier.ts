@@ -136,6 +136,11 @@ export class Supplier {
     handlers.set('historyBatch', wrap((b) => this.historyBatch(b)));
   }
 
+  /** Snapshots being served. */
+  get transferCount(): number {
+    return this.transfers.size;
+  }
+
   /** Transfers for status. */
   list(): TransferInfo[] {
     return [...this.transfers.values()].map((t) => t.info());

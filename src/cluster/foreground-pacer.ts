@@ -5,11 +5,15 @@
  * stretch of rebalance CPU on either node — a chunk read and sent, a chunk written, a prewarm run,
  * a replay batch — is time the writes wait. The catch-up bench on 2 cores showed write p99 going
  * from ~10 ms to ~2 s while the supplier's stream and the joiner's swap-ins, prewarms and replays
- * ran flat out. Only while writes are going on (noteForeground) does a busy loop count: without
+ * ran flat out. The temporary-WAL replay takes no turns: it must outpace the writes it replays,
+ * or their appends brake (catch-up-log.ts); with it paced, the 1M-entry join ended in seconds of
+ * stalled writes. Only while writes are going on (noteForeground) does a busy loop count: without
  * them it is the rebalance's own. The signal used here is the node's own event-loop lag: a timer due every
  * SAMPLE_MS fires late by however long the loop was busy (with this node's work, or starved of
- * the CPU by others). Before each unit of rebalance work the caller takes a `turn()`: while the
- * recent lag is above `rebalance.yieldLagMs`, turns queue and go one at a time — when the lag is
+ * the CPU by others). Before each unit of rebalance work (a chunk served or asked for, a prewarm
+ * run, a checkpoint sealing slice on a node that only supplies) the caller takes a `turn()`: while the
+ * recent lag is above `rebalance.yieldLagMs` (or the loop's utilization over the last 50 ms above
+ * `rebalance.yieldUtilization`), turns queue and go one at a time — when the lag is
  * back under it, or one per `rebalance.yieldWaitMaxMs` node-wide while it stays high, so the
  * rebalance always moves even under a load that alone keeps the loop late, and sixteen tasks
  * waiting together do not all go at once when their waits end. `yieldLagMs` 0 turns the pacing

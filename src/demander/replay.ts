@@ -23,12 +23,6 @@ export interface ReplayOptions {
   signal?: AbortSignal;
   /** Called after every applied batch (progress for status). */
   onBatch?: (records: number) => void;
-  /**
-   * Awaited before each batch of the unfenced drain while the log is less than half the brake
-   * ahead (foreground work first, ForegroundPacer.turn); never in the close-in or under the fence,
-   * and never where waiting could make appends brake.
-   */
-  pace?: () => Promise<void>;
   /** Clock for the fence length (tests pass a fake one). */
   nowMs?: () => number;
 }
@@ -74,10 +68,6 @@ export async function replayCatchUpLog(log: CatchUpLog, apply: (batch: Buffer[])
     let lag: number;
     for (;;) {
       checkAborted(o.signal);
-      if (o.pace && 2 * log.wal.stats.lagRecords < log.brakeLagRecords) {
-        await o.pace();
-        checkAborted(o.signal);
-      }
       applied = await step();
       lag = log.wal.stats.lagRecords;
       if (lag <= o.fenceLagRecords) break;

@@ -417,7 +417,6 @@ export class TaskRunner {
     const res = await replayCatchUpLog(task.log, (batch) => this.applyEncoded(r, batch), {
       fenceLagRecords: this.cfg.replayFenceLagRecords,
       signal: task.abort.signal,
-      pace: this.ctx.host.pacer ? () => this.ctx.host.pacer!.turn(task.abort.signal) : undefined,
     });
     r.fenceMs = res.fenceMs;
     this.ctx.counters.fences++;

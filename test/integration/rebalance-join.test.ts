@@ -63,3 +63,27 @@ test('a node that restarts with its own data catches up from WAL history, withou
   await checkReadsAndIndex(c, base, away, load);
   assert.deepEqual(await rebalanceLeftovers(c), []);
 });
+
+test('with the event loop pressed, rebalance steps yield to the writes, one at a time, and the join still completes with every acknowledged write readable', async (t) => {
+  const seed = testSeed();
+  t.diagnostic(`seed ${seed}`);
+  // A utilization limit of 1% presses the loop whenever anything runs: every step that finds writes
+  // going on waits its turn (at most 20 ms each here), so the join must still move at that pace.
+  const c = await startNodes(t, 2, { yieldLagMs: 1, yieldUtilization: 0.01, yieldWaitMaxMs: 20 });
+  await c.call('cacheCreate', { name: CACHE, partitions: 8, backups: 1, indexFields: [FIELD] });
+  const base = await preload(c, 1000);
+  const load = new AckedLoad(c, seed).start();
+  const n3 = await c.start('n3');
+  await waitRebalanced(c);
+  await load.stop();
+  await waitRebalanced(c);
+  assert.ok(load.writes > 0, 'the load wrote during the rebalance');
+  assert.ok(n3.demander.metrics().partitionsDone > 0, 'n3 received partitions');
+  const waits = c.live().reduce((a, n) => a + n.pacer.counts.waits, 0);
+  assert.ok(waits > 0, `rebalance steps waited for the writes (turns ${c.live().map((n) => n.pacer.counts.turns).join('/')})`);
+  const status = (await c.call('status', {})) as { rebalance: { yield: Record<string, { waits: number }> } };
+  assert.equal(status.rebalance.yield.n3?.waits, n3.pacer.counts.waits, 'the status reports each node yields');
+  await checkCopies(c);
+  await checkReadsAndIndex(c, base, load);
+  assert.deepEqual(await rebalanceLeftovers(c), []);
+});

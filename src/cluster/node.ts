@@ -63,7 +63,7 @@ export class ClusterNode extends EventEmitter {
   rebalancer!: FullRebalancer;
   /** Receives the partitions MOVING to this node (src/demander/). */
   demander!: DemanderManager;
-  /** Rebalance work on both sides yields to foreground work by it (foreground-pacer.ts). */
+  /** Through it, rebalance work on both sides yields to the writes (foreground-pacer.ts, rebalance.yieldLagMs). */
   readonly pacer: ForegroundPacer;
   /** Serves partition snapshots and WAL history to demanders (src/supplier/). */
   supplier: Supplier | undefined;

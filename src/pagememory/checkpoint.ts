@@ -164,9 +164,9 @@ export class Checkpoint implements CheckpointWrite {
     // Sealing (a CRC per page) in slices: tens of thousands of pages in one go held the event loop
     // for hundreds of ms, and with it every write the node was acknowledging. The images are the
     // checkpoint's own copies (copy-on-write), so nothing changes them between slices. With a pace
-    // the slices also wait while the event loop runs late: the supplier's snapshot checkpoint after
-    // 10 s of writes at 10k/s (all 34k pages of 134 MiB dirty) held node-1 at 100% for 1.5 s and
-    // left the writes a backlog that lasted the whole join.
+    // (a node that only supplies, rebalance.yieldLagMs on) the slices also wait their turn behind
+    // the writes: the supplier's snapshot checkpoint after 10 s of writes at 10k/s (all 34k pages
+    // of 134 MiB dirty) held node-1 at 100% for 1.5 s and left the writes a backlog.
     let sealed = 0;
     for (const f of this.files) {
       if (f.dropped) continue;

@@ -239,6 +239,11 @@ export class PageMemory {
     return this.openPartition(destPath, id);
   }
 
+  /** Checkpoints begun after this call await `pace` between sealing slices (undefined: a bare event-loop hop). */
+  setPace(pace: Pace | undefined): void {
+    this.pace = pace;
+  }
+
   /**
    * Reads the partition's live pages into the cache (PartitionStore.prewarm) when the whole file
    * fits in `bytesMax` and in the cache's free room, else nothing; returns the bytes cached. A
@@ -249,11 +254,6 @@ export class PageMemory {
    * limit of rebalance.prewarmBytesMax (32 MiB: the 8.4 MiB files at 100k are warmed, REPLAYING
    * 2.9–3.7 s → 0.4–0.8 s).
    */
-  /** Checkpoints begun after this call await `pace` between sealing slices (undefined: a bare event-loop hop). */
-  setPace(pace: Pace | undefined): void {
-    this.pace = pace;
-  }
-
   async prewarmPartition(p: PartitionStore, bytesMax: number, pace?: Pace): Promise<number> {
     this.checkUsable();
     const fits = p.fileBytes() <= Math.min(bytesMax, this.cache.budgetBytes - this.cache.cachedBytes);

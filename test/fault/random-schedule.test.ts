@@ -10,6 +10,9 @@
  * is down at a time (see Schedule.step); a killed node is restarted before or after the
  * coordinator dropped it (see Schedule.restart).
  *
+ * Half the seeds (by the seed) run with rebalance.yieldLagMs on and pressed hard, so the yields'
+ * waits meet every fault too.
+ *
  * Expected outcome, every seed: the cluster settles after every step and the checker passes at
  * the end (acknowledged writes, equal digests, all OWNING, no temp files, every node alive).
  *
@@ -199,7 +202,12 @@ class Schedule {
 async function runSeed(t: TestContext, seed: number, injected: string[], counts: { fired: number }): Promise<void> {
   // Orphaned supplier snapshots of crashed demanders are released by the idle timeout only (see
   // demander-crash.test.ts, FINDING): short here so the checker's "no temp file" holds.
-  const c = await faultCluster(t, 3, { rebalance: { snapshotIdleTimeoutMs: 3000 } });
+  // Half the seeds run with the rebalance yielding to the writes, pressed hard (any busy loop
+  // counts, 20 ms waits), so its waits meet every fault the schedule injects.
+  const yields = rng(seed ^ 0x71e1d)() < 0.5;
+  const pacing = yields ? { yieldLagMs: 1, yieldUtilization: 0.05, yieldWaitMaxMs: 20 } : {};
+  const c = await faultCluster(t, 3, { rebalance: { snapshotIdleTimeoutMs: 3000, ...pacing } });
+  if (yields) injected.push('rebalance yields on (yieldLagMs 1, yieldUtilization 0.05)');
   const sched = new Schedule(seed, c, injected);
   await createCache(c, 8, 2);
   const ackLog = ackLogOf(c.dir);

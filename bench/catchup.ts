@@ -61,7 +61,7 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
   --receive-slots N       rebalance.receiveSlots of the joining node (default: the node default, 16)
   --prewarm-mib M         rebalance.prewarmBytesMax of the nodes, in MiB (default: the node default,
                           32: files up to that size; 0: the replay reads pages on demand)
-  --yield-lag-ms L        rebalance.yieldLagMs of the nodes (default: the node default): rebalance steps wait
+  --yield-lag-ms L        rebalance.yieldLagMs of the nodes (default: the node default, 0: off): rebalance steps wait
                           while the node's event loop runs later than L ms, so the writes go first
   --yield-wait-max-ms W   rebalance.yieldWaitMaxMs of the nodes (default: the node default, 100)
   --yield-utilization U   rebalance.yieldUtilization of the nodes (0–1; with --yield-lag-ms: steps also wait
@@ -134,16 +134,15 @@ const MiB = 1024 * 1024;
 const IN_FLIGHT_MAX = Number(args['in-flight-max']);
 const THROTTLE_MBPS = Number(args['throttle-mbps']);
 if (!(THROTTLE_MBPS >= 0)) throw new Error(`--throttle-mbps must be a number >= 0, got ${args['throttle-mbps']}`);
-const RECEIVE_SLOTS = args['receive-slots'] !== undefined ? Number(args['receive-slots']) : undefined;
-if (RECEIVE_SLOTS !== undefined && !(Number.isInteger(RECEIVE_SLOTS) && RECEIVE_SLOTS >= 1)) throw new Error(`--receive-slots must be an integer >= 1, got ${args['receive-slots']}`);
-const PREWARM_MIB = args['prewarm-mib'] !== undefined ? Number(args['prewarm-mib']) : undefined;
-if (PREWARM_MIB !== undefined && !(Number.isInteger(PREWARM_MIB) && PREWARM_MIB >= 0)) throw new Error(`--prewarm-mib must be an integer >= 0, got ${args['prewarm-mib']}`);
-const intFlag = (name: 'yield-lag-ms' | 'yield-wait-max-ms', min: number): number | undefined => {
+/** An optional integer flag, at least `min`; undefined when not given. */
+const intFlag = (name: 'receive-slots' | 'prewarm-mib' | 'yield-lag-ms' | 'yield-wait-max-ms', min: number): number | undefined => {
   if (args[name] === undefined) return undefined;
   const v = Number(args[name]);
   if (!(Number.isInteger(v) && v >= min)) throw new Error(`--${name} must be an integer >= ${min}, got ${args[name]}`);
   return v;
 };
+const RECEIVE_SLOTS = intFlag('receive-slots', 1);
+const PREWARM_MIB = intFlag('prewarm-mib', 0);
 const YIELD_LAG_MS = intFlag('yield-lag-ms', 0);
 const YIELD_WAIT_MAX_MS = intFlag('yield-wait-max-ms', 1);
 const YIELD_UTILIZATION = args['yield-utilization'] !== undefined ? Number(args['yield-utilization']) : undefined;

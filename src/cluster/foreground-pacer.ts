@@ -79,11 +79,8 @@ export class ForegroundPacer {
   private lastTurnAt = 0;
   private lastForegroundAt = -Infinity;
   private closed = false;
-  /** Waiting turns hold tickets; `serving` is the first one still waiting (== nextTicket: none). */
-  private nextTicket = 0;
-  private serving = 0;
-  /** Tickets done out of order (aborted), skipped when their turn comes. */
-  private readonly abandoned = new Set<number>();
+  /** Waiting turns in arrival order (one token each); the first one goes next. As long as the rebalance steps waiting at once. */
+  private readonly waiting: object[] = [];
   /** When the last waiting turn went (a forced one may go yieldWaitMaxMs after it). */
   private lastReleaseAt = 0;
   private readonly clock: PacerClock;
@@ -146,11 +143,12 @@ export class ForegroundPacer {
     this.counts.turns++;
     this.lastTurnAt = this.clock.now();
     this.ensureSampling();
-    if (this.serving === this.nextTicket && !this.pressed(cfg0)) return;
+    if (this.waiting.length === 0 && !this.pressed(cfg0)) return;
     this.counts.waits++;
-    const ticket = this.nextTicket++;
+    const me = {};
+    this.waiting.push(me);
     const t0 = this.clock.now();
-    if (this.serving === ticket) this.lastReleaseAt = Math.max(this.lastReleaseAt, t0); // first in line: its wait counts from now
+    if (this.waiting[0] === me) this.lastReleaseAt = Math.max(this.lastReleaseAt, t0); // first in line: its wait counts from now
     let forced = false;
     try {
       for (;;) {
@@ -158,7 +156,7 @@ export class ForegroundPacer {
         if (signal?.aborted) return;
         const cfg = this.settings();
         if (this.closed || !(cfg.yieldLagMs > 0)) return;
-        if (this.serving !== ticket) continue;
+        if (this.waiting[0] !== me) continue;
         const now = this.clock.now();
         if (!this.pressed(cfg)) return;
         if (now - this.lastReleaseAt >= cfg.yieldWaitMaxMs) {
@@ -170,17 +168,8 @@ export class ForegroundPacer {
       const now = this.clock.now();
       this.counts.waitedMs += now - t0;
       if (forced) this.counts.waitMaxReached++;
-      this.leave(ticket, now);
-    }
-  }
-
-  /** A waiting turn is done (gone or aborted): the next ticket in line moves up. */
-  private leave(ticket: number, now: number): void {
-    if (ticket === this.serving) this.lastReleaseAt = now;
-    this.abandoned.add(ticket);
-    while (this.abandoned.has(this.serving)) {
-      this.abandoned.delete(this.serving);
-      this.serving++;
+      if (this.waiting[0] === me) this.lastReleaseAt = now; // the next in line counts from here
+      this.waiting.splice(this.waiting.indexOf(me), 1);
     }
   }
 
@@ -214,3 +203,6 @@ export class ForegroundPacer {
     this.timer.unref();
   }
 }
+
+/** The rebalance's side of the pacer: what the supplier and the demander take their turns from. */
+export type RebalancePacer = Pick<ForegroundPacer, 'turn'>;

@@ -68,7 +68,7 @@ export class NodeMetrics {
     gauge('ptn_rebalance_temp_wal_truncated_bytes', 'Bytes cut from torn temporary-WAL tails when a restarted node recovered them.', () => (ready() ? n.demander?.counters.tempWalTruncatedBytes : undefined));
     gauge('ptn_rebalance_bytes_not_resent', 'Verified bytes a resumed transfer did not have to receive again.', () => (ready() ? n.demander?.counters.bytesNotResent : undefined));
     gauge('ptn_rebalance_bytes_prewarmed', 'Bytes of swapped-in partition files read into the page cache before their replay.', () => (ready() ? n.demander?.counters.bytesPrewarmed : undefined));
-    gauge('ptn_rebalance_transfers_supplying', 'Snapshots this node is serving right now.', () => (ready() && n.supplier ? n.supplier.list().length : undefined));
+    gauge('ptn_rebalance_transfers_supplying', 'Snapshots this node is serving right now.', () => (ready() && n.supplier ? n.supplier.transferCount : undefined));
     gauge('ptn_rebalance_yield_waits', 'Rebalance steps that waited for the event loop to catch up (rebalance.yieldLagMs).', () => n.pacer.counts.waits);
     gauge('ptn_rebalance_yield_wait_seconds', 'Seconds rebalance steps waited for foreground work in all.', () => n.pacer.counts.waitedMs / 1000);
     gauge('ptn_event_loop_lag_ms', 'Recent event-loop lag while a rebalance paces itself (0 when none runs).', () => n.pacer.lagMs());

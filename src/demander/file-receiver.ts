@@ -58,7 +58,7 @@ export interface ReceiveOptions {
   corruptRetries?: number;
   signal?: AbortSignal;
   /** Before more chunks are asked for: yields to foreground work (ForegroundPacer.turn); none when absent. */
-  pace?: (signal?: AbortSignal) => Promise<void>;
+  pace?: () => Promise<void>;
   /** After each verified chunk (progress; tests cut the connection here). */
   onVerified?: (chunkBytes: number, state: ReceiveState) => void | Promise<void>;
   /** A chunk failed verification and is asked for again. */
@@ -92,7 +92,7 @@ export async function receiveFile(o: ReceiveOptions): Promise<number> {
   try {
     while (s.verifiedOffset < s.fileBytes) {
       if (o.signal?.aborted) throw ptnError(ErrorCode.ERR_REBALANCE_CANCELLED, 'transfer cancelled');
-      if (o.pace && inflight.size < o.window && next < s.fileBytes) await o.pace(o.signal);
+      if (o.pace && inflight.size < o.window && next < s.fileBytes) await o.pace();
       while (inflight.size < o.window && next < s.fileBytes) {
         if (o.credits && !o.credits.tryTake()) {
           if (inflight.size > 0) break; // process what is in flight; ask for more next round

@@ -10,6 +10,7 @@ import type { Store } from '../store/store.js';
 import type { Body } from '../net/connection.js';
 import { dial } from '../net/client.js';
 import type { Topology } from '../cluster/topology.js';
+import type { RebalancePacer } from '../cluster/foreground-pacer.js';
 import type { ClusterNode } from '../cluster/node.js';
 import type { SupplierLink } from './file-receiver.js';
 
@@ -26,7 +27,7 @@ export interface DemanderHost {
   /** The node's storage file layer (the fault layer under test faults); the manager's default. */
   readonly fileLayer?: FileLayer;
   /** Yields to foreground work before each unit of rebalance work (ForegroundPacer.turn); none when absent. */
-  readonly pacer?: { turn(signal?: AbortSignal): Promise<void> };
+  readonly pacer?: RebalancePacer;
   topology(): Topology;
   /** Resolves when topology `version` is applied (and ready when `ready`). */
   waitFor(version: number, ready: boolean, timeoutMs: number): Promise<void>;

@@ -289,7 +289,7 @@ export class TaskRunner {
             persistEveryBytes: this.ctx.persistEveryBytes,
             persist: (at) => this.ctx.save(task, at),
             signal: task.abort.signal,
-            pace: this.ctx.host.pacer ? (signal) => this.ctx.host.pacer!.turn(signal) : undefined,
+            pace: this.pace(task),
             onCorrupt: (err) => {
               this.ctx.counters.corruptChunks++;
               this.ctx.host.log.warn({ err, cache: r.cache, partition: r.partition }, 'corrupt chunk; asked for again');
@@ -353,6 +353,12 @@ export class TaskRunner {
   }
 
   /** SWAPPING: the verified file replaces the partition. */
+  /** The task's turn behind the writes (the node's pacer; none without one), ended early by its abort. */
+  private pace(task: Task): (() => Promise<void>) | undefined {
+    const pacer = this.ctx.host.pacer;
+    return pacer ? () => pacer.turn(task.abort.signal) : undefined;
+  }
+
   private async swap(task: Task): Promise<void> {
     const r = task.record;
     if (r.phase !== 'SWAPPING') await this.enter(task, 'SWAPPING');
@@ -360,8 +366,7 @@ export class TaskRunner {
     const ps = await store.swapInPartition(r.cacheId, r.partition, this.ctx.taskStore.tempFilePath(r.transfer!.tempFile));
     r.entries = ps.entryCount;
     // The replay touches pages all over the new file: one sequential read beats one per page.
-    const pacer = this.ctx.host.pacer;
-    const warmed = await store.prewarmPartition(r.cacheId, r.partition, this.cfg.prewarmBytesMax, pacer ? () => pacer.turn(task.abort.signal) : undefined);
+    const warmed = await store.prewarmPartition(r.cacheId, r.partition, this.cfg.prewarmBytesMax, this.pace(task));
     this.ctx.counters.bytesPrewarmed += warmed;
     await this.enter(task, 'INDEXING');
   }

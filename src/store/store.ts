@@ -28,7 +28,7 @@ import { type FileLayer, realFileLayer } from '../util/file-layer.js';
 import { type Logger, silentLogger } from '../util/log.js';
 import { NodeWal } from '../wal/node-wal.js';
 import type { WalRecord } from '../wal/record.js';
-import { PageMemory } from '../pagememory/page-memory.js';
+import { PageMemory, type Pace } from '../pagememory/page-memory.js';
 import type { ApplyResult, PartitionStore, StoredEntry } from '../pagememory/partition-store.js';
 import { partitionOfKey } from '../cluster/affinity.js';
 import { CacheRegistry, type CacheDef, checkCacheDef } from './cache-registry.js';
@@ -555,7 +555,7 @@ export class Store {
    * bytes cached. The demander calls it after a swap-in, so the replay does not read the new
    * file page by page. `pace` is awaited before each run (the demander yields to foreground work).
    */
-  async prewarmPartition(cacheId: number, partition: number, bytesMax: number, pace?: () => Promise<void>): Promise<number> {
+  async prewarmPartition(cacheId: number, partition: number, bytesMax: number, pace?: Pace): Promise<number> {
     this.checkOpen();
     const ps = this.partitions.get(pkey(cacheId, partition));
     return ps ? this.pm.prewarmPartition(ps, bytesMax, pace) : 0;
@@ -565,7 +565,7 @@ export class Store {
    * Checkpoints begun from now on seal their pages at `pace` (the node's ForegroundPacer: the
    * writes go first while the event loop runs late); undefined: as fast as the loop allows.
    */
-  setCheckpointPace(pace: (() => Promise<void>) | undefined): void {
+  setCheckpointPace(pace: Pace | undefined): void {
     this.pm.setPace(pace);
   }
 

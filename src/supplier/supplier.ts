@@ -25,6 +25,7 @@ import { FRAME_HEADER_BYTES, prepareFrame, type PreparedFrame } from '../net/fra
 import { BufferPool } from '../util/buffer-pool.js';
 import type { Store } from '../store/store.js';
 import type { Topology } from '../cluster/topology.js';
+import type { RebalancePacer } from '../cluster/foreground-pacer.js';
 import { decodeMetaPage } from '../pagememory/meta-page.js';
 import { UpdateCounter } from '../pagememory/update-counter.js';
 import { type FileLayer, realFileLayer } from '../util/file-layer.js';
@@ -51,7 +52,7 @@ export interface SupplierHost {
   /** The node's storage file layer (the fault layer under test faults); the default for temp files. */
   readonly fileLayer?: FileLayer;
   /** Yields to foreground work before each chunk is read (ForegroundPacer.turn); none when absent. */
-  readonly pacer?: { turn(signal?: AbortSignal): Promise<void> };
+  readonly pacer?: RebalancePacer;
   topology(): Topology;
   on(event: 'topology', listener: (t: Topology) => void): unknown;
   off(event: 'topology', listener: (t: Topology) => void): unknown;

@@ -27,6 +27,18 @@ class FakeConn extends EventEmitter {
   }
 }
 
+/** Dials fake connections (none to the addresses in `refuse`) and keeps every one it opened. */
+function fakeDialer(map: () => unknown, refuse: string[] = []) {
+  const opened: FakeConn[] = [];
+  const connect = async (address: string) => {
+    if (refuse.includes(address)) throw new Error('refused');
+    const c = new FakeConn(address, map);
+    opened.push(c);
+    return c as unknown as Connection;
+  };
+  return { opened, connect };
+}
+
 function statusOf(primaries: string[]) {
   return {
     nodes: [
@@ -41,19 +53,11 @@ function statusOf(primaries: string[]) {
 test('each key goes to a connection of its partition primary, and follows the map when primaries move', async () => {
   let primaries = Array.from({ length: PARTITIONS }, () => 'node-1');
   const fallback = new FakeConn('fallback', () => statusOf(primaries));
-  const dialed: string[] = [];
-  const router = await PrimaryRouter.open(settings, fallback as unknown as Connection, {
-    cache: 'c',
-    perNode: 2,
-    refreshMs: 0,
-    connect: async (address) => {
-      dialed.push(address);
-      return new FakeConn(address, () => statusOf(primaries)) as unknown as Connection;
-    },
-  });
+  const { opened, connect } = fakeDialer(() => statusOf(primaries));
+  const router = await PrimaryRouter.open(settings, fallback as unknown as Connection, { cache: 'c', perNode: 2, refreshMs: 0, connect });
   try {
     await router.settle();
-    assert.deepEqual(dialed, ['a1', 'a1']);
+    assert.deepEqual(opened.map((c) => c.address), ['a1', 'a1']);
     const keys = Array.from({ length: 64 }, (_, i) => `k${i}`);
     for (const k of keys) assert.equal((router.route(k) as unknown as FakeConn).address, 'a1');
     // Half the partitions move to node-2.
@@ -72,18 +76,8 @@ test('each key goes to a connection of its partition primary, and follows the ma
 test('a primary that cannot be dialed, or whose connections closed, is reached through the fallback', async () => {
   const primaries = Array.from({ length: PARTITIONS }, (_, i) => (i < 4 ? 'node-1' : 'node-2'));
   const fallback = new FakeConn('fallback', () => statusOf(primaries));
-  const opened: FakeConn[] = [];
-  const router = await PrimaryRouter.open(settings, fallback as unknown as Connection, {
-    cache: 'c',
-    perNode: 1,
-    refreshMs: 60_000,
-    connect: async (address) => {
-      if (address === 'a2') throw new Error('refused');
-      const c = new FakeConn(address, () => statusOf(primaries));
-      opened.push(c);
-      return c as unknown as Connection;
-    },
-  });
+  const { opened, connect } = fakeDialer(() => statusOf(primaries), ['a2']);
+  const router = await PrimaryRouter.open(settings, fallback as unknown as Connection, { cache: 'c', perNode: 1, refreshMs: 60_000, connect });
   try {
     await router.settle();
     const onNode2 = Array.from({ length: 200 }, (_, i) => `k${i}`).filter((k) => partitionOfKey(k, PARTITIONS) >= 4);
@@ -100,18 +94,10 @@ test('a primary that cannot be dialed, or whose connections closed, is reached t
 test('close() closes every connection it opened and leaves the fallback to its owner', async () => {
   const primaries = Array.from({ length: PARTITIONS }, () => 'node-1');
   const fallback = new FakeConn('fallback', () => statusOf(primaries));
-  const opened: FakeConn[] = [];
+  const { opened, connect } = fakeDialer(() => statusOf(primaries));
   let fallbackClosed = false;
   fallback.on('close', () => (fallbackClosed = true));
-  const router = await PrimaryRouter.open(settings, fallback as unknown as Connection, {
-    cache: 'c',
-    perNode: 3,
-    connect: async (address) => {
-      const c = new FakeConn(address, () => statusOf(primaries));
-      opened.push(c);
-      return c as unknown as Connection;
-    },
-  });
+  const router = await PrimaryRouter.open(settings, fallback as unknown as Connection, { cache: 'c', perNode: 3, connect });
   await router.settle();
   let closed = 0;
   for (const c of opened) c.on('close', () => closed++);

@@ -112,6 +112,21 @@ test('a turn that finds others waiting queues behind them even when the lag is l
   assert.equal(pacer.counts.waits, 2);
 });
 
+test('when the lag falls, the first in line goes first even if a later turn samples sooner', async () => {
+  let lag = 1_000;
+  const clock = fakeClock((c) => {
+    if (c.t >= 6) lag = 0;
+  });
+  const pacer = busyPacer(settings(5, 10_000), { clock, lagSource: () => lag });
+  const order: Array<{ n: number; t: number }> = [];
+  const first = pacer.turn().then(() => order.push({ n: 1, t: clock.t })); // samples at 5, 10, …
+  await clock.sleep(3);
+  const second = pacer.turn().then(() => order.push({ n: 2, t: clock.t })); // samples at 8, 13, …: the lag is low at 8
+  await Promise.all([first, second]);
+  assert.deepEqual(order.map((o) => o.n), [1, 2]);
+  assert.equal(order[0]!.t, 10);
+});
+
 test('yieldLagMs 0 turns pacing off, read at every turn (run-time change)', async () => {
   const clock = fakeClock();
   let cfg = { yieldLagMs: 0, yieldWaitMaxMs: 100, yieldUtilization: 1 };

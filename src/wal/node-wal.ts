@@ -40,7 +40,7 @@ import type { WalConfig } from '../config.js';
 import { realFileLayer, type FileLayer, type FileLike } from '../util/file-layer.js';
 import { WalWriter } from './group-commit.js';
 import { writeFloorsFile } from './history-floors.js';
-import { partitionKey, type HistoryIndex } from './history.js';
+import { partitionKey, skipBytesFor, type HistoryIndex } from './history.js';
 import { comparePointers, decodeRecordBody, peekRecordBody, recordFrameBytes, RecordType, type RecordKeyFields, type WalPointer, type WalRecord } from './record.js';
 import { recoverWal, type RecoveredWal, type RecoveryInfo, type SegmentInfo } from './recovery.js';
 import { FrameReader, SEGMENT_HEADER_BYTES, segmentFileName } from './segment.js';
@@ -107,7 +107,7 @@ export class NodeWal {
   static async open(opts: NodeWalOptions): Promise<NodeWal> {
     const fileLayer = opts.fileLayer ?? realFileLayer;
     const log = opts.log ?? (() => {});
-    const r = await recoverWal({ dir: opts.dir, clusterId: opts.clusterId, fileLayer, recordBytesMax: opts.config.recordBytesMax, log });
+    const r = await recoverWal({ dir: opts.dir, clusterId: opts.clusterId, fileLayer, recordBytesMax: opts.config.recordBytesMax, skipBytes: skipBytesFor(opts.config.segmentBytes), log });
     return new NodeWal(opts, fileLayer, log, r);
   }
 
@@ -162,7 +162,7 @@ export class NodeWal {
     switch (record.type) {
       case 'put':
       case 'remove':
-        this.historyIndex.onRecord(seg.summary, record.cacheId, record.partition, record.counter);
+        this.historyIndex.onRecord(seg.summary, record.cacheId, record.partition, record.counter, pointer.offset);
         break;
       case 'partitionDestroy':
         this.historyIndex.onPartitionDestroy(record.cacheId, record.partition, pointer);
@@ -252,7 +252,8 @@ export class NodeWal {
       for (const seg of this.segments.slice()) {
         if (seg.index > written.segment || (reset && seg.index < reset.segment)) continue;
         if (!this.historyIndex.segmentMayHold(seg.index, key, fromExclusive, toInclusive)) continue;
-        const from = reset && seg.index === reset.segment ? reset.offset : SEGMENT_HEADER_BYTES;
+        // Past the records of a wiped incarnation, and past those the skip points say are ≤ fromExclusive.
+        const from = Math.max(reset && seg.index === reset.segment ? reset.offset : SEGMENT_HEADER_BYTES, this.historyIndex.scanStart(seg.index, key, fromExclusive)!);
         const to = seg.index === written.segment ? written.offset : seg.bytes;
         for await (const r of this.readSegment(seg.index, from, to)) {
           for (let i = 0; i < r.count; i++) {

@@ -65,6 +65,8 @@ export interface RecoverOptions {
   clusterId: string;
   fileLayer: FileLayer;
   recordBytesMax: number;
+  /** Spacing of the history index's skip points (history.ts skipBytesFor). */
+  skipBytes: number;
   log: (msg: string, extra?: object) => void;
 }
 
@@ -87,7 +89,7 @@ class WalRecovery {
     const floors = await readFloorsFile(this.o.fileLayer, this.o.dir);
     if (floors && indexes.length === 0) throw this.corrupt('history.floors exists but every segment is gone');
     if (!floors && indexes.length > 0 && indexes[0]! > 0) throw this.corrupt(`segments before ${indexes[0]} were deleted but history.floors is missing`);
-    this.history = new HistoryIndex(floors);
+    this.history = new HistoryIndex(floors, this.o.skipBytes);
     let active: ActiveSegment;
     if (indexes.length === 0) active = await this.createFirstSegment();
     else {
@@ -216,7 +218,7 @@ class WalRecovery {
         continue;
       }
       peekRecordBody(type, r.buf, r.bodyStarts[i]!, r.bodyEnds[i]!, f);
-      if (type === RecordType.put || type === RecordType.remove) this.history.onRecord(summary, f.cacheId, f.partition, f.counter);
+      if (type === RecordType.put || type === RecordType.remove) this.history.onRecord(summary, f.cacheId, f.partition, f.counter, r.offsets[i]!);
       else if (type === RecordType.partitionDestroy) this.history.onPartitionDestroy(f.cacheId, f.partition, { segment, offset: r.offsets[i]! });
       else this.history.onCacheDrop(f.cacheId, { segment, offset: r.offsets[i]! });
     }

@@ -52,13 +52,19 @@ export interface FileHooks {
   beforeWrite?: (file: string) => Promise<void> | void;
   /** Called after every sync/datasync. */
   afterSync?: (file: string) => void;
+  /** Called after every read with the bytes it read. */
+  afterRead?: (file: string, bytes: number) => void;
 }
 
-/** realFileLayer with hooks on writes and syncs (for delays, failures and observing flushes). */
+/** realFileLayer with hooks on writes, syncs and reads (for delays, failures and observing flushes and reads). */
 export function hookedFileLayer(hooks: FileHooks): FileLayer {
   const wrap = (f: FileLike): FileLike => ({
     path: f.path,
-    read: (b, o, l, p) => f.read(b, o, l, p),
+    async read(b, o, l, p) {
+      const n = await f.read(b, o, l, p);
+      hooks.afterRead?.(f.path, n);
+      return n;
+    },
     async write(b, o, l, p) {
       await hooks.beforeWrite?.(f.path);
       return f.write(b, o, l, p);

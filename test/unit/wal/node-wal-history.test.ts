@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import { realFileLayer } from '../../../src/util/file-layer.js';
 import { NodeWal } from '../../../src/wal/node-wal.js';
 import { comparePointers, type WalPointer, type WalRecord } from '../../../src/wal/record.js';
-import { CLUSTER, collect, counters, openWal, prng, put, remove, rmDir, segmentPath, tempDir, testSeed, walConfig } from './helpers.js';
+import { CLUSTER, collect, counters, hookedFileLayer, openWal, prng, put, remove, rmDir, segmentPath, tempDir, testSeed, walConfig } from './helpers.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -99,6 +99,56 @@ test('history reads only the segments that hold the partition', async () => {
   opened.length = 0;
   assert.deepEqual(counters(await collect(wal.history(1, 5, 0, 5000))), [1000]);
   assert.equal(opened.length, 1);
+  await wal.close();
+});
+
+test('history from any counter equals a filter of every record, with counters logged out of order, before and after a reopen (seeded)', async () => {
+  const seed = testSeed();
+  const rnd = prng(seed);
+  // 64 KiB segments: a skip point about every 4 KiB, so most reads start inside a segment.
+  const wal = await openWal(dir, { segmentBytes: 64 * 1024 });
+  const parts = 4;
+  const logged: WalRecord[] = [];
+  const next = Array.from({ length: parts }, () => 1);
+  for (let i = 0; i < 1200; i++) {
+    const p = Math.floor(rnd() * parts);
+    // Counters of a partition go up, but one in five is logged early (out of order) by up to 30.
+    const c = rnd() < 0.2 ? next[p]! + Math.floor(rnd() * 30) : next[p]!++;
+    const r = rnd() < 0.1 ? remove(1, p, c) : put(1, p, c, 100 + Math.floor(rnd() * 400));
+    logged.push(r);
+    await wal.append(r);
+  }
+  const expected = (p: number, from: number, to: number) =>
+    counters(logged.filter((r) => (r.type === 'put' || r.type === 'remove') && r.partition === p && r.counter > from && r.counter <= to));
+  const queries = Array.from({ length: 60 }, () => {
+    const p = Math.floor(rnd() * parts);
+    const from = Math.floor(rnd() * next[p]!);
+    return { p, from, to: rnd() < 0.5 ? Infinity : from + Math.floor(rnd() * 100) };
+  });
+  for (const q of queries) assert.deepEqual(counters(await collect(wal.history(1, q.p, q.from, Math.min(q.to, 1e9)))), expected(q.p, q.from, q.to), `seed ${seed} ${JSON.stringify(q)}`);
+  await wal.close();
+  const again = await openWal(dir, { segmentBytes: 64 * 1024 }); // skip points rebuilt by recovery
+  for (const q of queries) assert.deepEqual(counters(await collect(again.history(1, q.p, q.from, Math.min(q.to, 1e9)))), expected(q.p, q.from, q.to), `seed ${seed} after reopen ${JSON.stringify(q)}`);
+  await again.close();
+});
+
+test('a history read of a partition\'s last counters reads the end of a segment, not all of it, also after a reopen', async () => {
+  let bytesRead = 0;
+  const fileLayer = hookedFileLayer({ afterRead: (_file, n) => void (bytesRead += n) });
+  const config = walConfig({ segmentBytes: 4 * 1024 * 1024 }); // skip points every 64 KiB
+  let wal = await NodeWal.open({ dir, clusterId: CLUSTER, config, fileLayer });
+  await fill(wal, 1, 3600, 4); // 4 partitions interleaved, 1 KiB each: one segment of ~3.6 MiB
+  assert.deepEqual(await segmentFiles(), [0]);
+  for (let round = 0; round < 2; round++) {
+    bytesRead = 0;
+    assert.deepEqual(counters(await collect(wal.history(1, 2, 3400, 5000))), range(3401, 3600).filter((c) => c % 4 === 2));
+    assert.ok(bytesRead < 600 * 1024, `read ${bytesRead} bytes of a 3.6 MiB segment for its last 200 KiB (round ${round})`);
+    bytesRead = 0;
+    assert.equal((await collect(wal.history(1, 2, 0, 5000))).length, 900); // from the start: the whole segment
+    assert.ok(bytesRead > 3.5 * 1024 * 1024, `read ${bytesRead} bytes for the whole history`);
+    await wal.close();
+    wal = await NodeWal.open({ dir, clusterId: CLUSTER, config, fileLayer });
+  }
   await wal.close();
 });
 

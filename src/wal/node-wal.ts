@@ -255,12 +255,16 @@ export class NodeWal {
         // Past the records of a wiped incarnation, and past those the skip points say are ≤ fromExclusive.
         const from = Math.max(reset && seg.index === reset.segment ? reset.offset : SEGMENT_HEADER_BYTES, this.historyIndex.scanStart(seg.index, key, fromExclusive)!);
         const to = seg.index === written.segment ? written.offset : seg.bytes;
-        for await (const r of this.readSegment(seg.index, from, to)) {
+        // Bodies unchecked but for the records served: the others' key fields are read from bytes
+        // no CRC vouched for, so a corrupt one may be skipped (its partition's counters then show
+        // the gap: the demander asks again, then starts over from a file) but never served.
+        for await (const r of this.readSegment(seg.index, from, to, false)) {
           for (let i = 0; i < r.count; i++) {
             const type = r.types[i]!;
             if (type !== RecordType.put && type !== RecordType.remove) continue;
             peekRecordBody(type, r.buf, r.bodyStarts[i]!, r.bodyEnds[i]!, f);
             if (f.partition !== partition || f.cacheId !== cacheId || f.counter <= fromExclusive || f.counter > toInclusive) continue;
+            if (!r.bodyValid(i)) throw this.corrupt(`${this.segmentPath(seg.index)}: bad body crc at offset ${r.offsets[i]}`, { file: this.segmentPath(seg.index), offset: r.offsets[i] });
             yield decodeRecordBody(type, r.buf, r.bodyStarts[i]!, r.bodyEnds[i]!);
           }
         }
@@ -284,8 +288,8 @@ export class NodeWal {
     return this.historyIndex.availableFrom(cacheId, partition);
   }
 
-  /** Reads the valid frames of segment `index` in [from, to); any bad frame is corruption here. */
-  private async *readSegment(index: number, from: number, to: number): AsyncGenerator<FrameReader> {
+  /** Reads the valid frames of segment `index` in [from, to); any bad frame is corruption here (body CRCs: see FrameReader). */
+  private async *readSegment(index: number, from: number, to: number, checkBodies = true): AsyncGenerator<FrameReader> {
     const file = this.segmentPath(index);
     let f: FileLike;
     try {
@@ -294,7 +298,7 @@ export class NodeWal {
       throw fsError(err, `opening ${file}`);
     }
     try {
-      const reader = new FrameReader(f, from, to, this.cfg.recordBytesMax);
+      const reader = new FrameReader(f, from, to, this.cfg.recordBytesMax, undefined, checkBodies);
       while (await reader.nextBatch()) yield reader;
       if (reader.stop !== undefined) throw this.corrupt(`${file}: ${reader.stop} at offset ${reader.goodEnd}`, { file, offset: reader.goodEnd });
     } catch (err) {

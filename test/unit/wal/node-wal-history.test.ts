@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { realFileLayer } from '../../../src/util/file-layer.js';
 import { NodeWal } from '../../../src/wal/node-wal.js';
-import { comparePointers, type WalPointer, type WalRecord } from '../../../src/wal/record.js';
+import { comparePointers, RECORD_HEADER_BYTES, type WalPointer, type WalRecord } from '../../../src/wal/record.js';
 import { CLUSTER, collect, counters, hookedFileLayer, openWal, prng, put, remove, rmDir, segmentPath, tempDir, testSeed, walConfig } from './helpers.js';
 
 let dir: string;
@@ -149,6 +149,24 @@ test('a history read of a partition\'s last counters reads the end of a segment,
     await wal.close();
     wal = await NodeWal.open({ dir, clusterId: CLUSTER, config, fileLayer });
   }
+  await wal.close();
+});
+
+test('a history read serves no record with a bad body CRC and is not stopped by one of another partition', async () => {
+  const wal = await openWal(dir);
+  const pointers = await fill(wal, 1, 40, 2); // counters 2, 4 … in partition 0; 1, 3 … in partition 1
+  await wal.flush();
+  // Flip a value byte of counter 10 (partition 0): its length and header stay valid, its body CRC does not.
+  const at = pointers[9]!;
+  const fh = await fs.open(segmentPath(dir, at.segment), 'r+');
+  const b = Buffer.alloc(1);
+  await fh.read(b, 0, 1, at.offset + RECORD_HEADER_BYTES + 200);
+  b[0] = b[0]! ^ 0xff;
+  await fh.write(b, 0, 1, at.offset + RECORD_HEADER_BYTES + 200);
+  await fh.close();
+  assert.deepEqual(counters(await collect(wal.history(1, 1, 0, 100))), range(1, 40).filter((c) => c % 2 === 1));
+  assert.deepEqual(counters(await collect(wal.history(1, 0, 10, 100))), range(11, 40).filter((c) => c % 2 === 0));
+  await assert.rejects(collect(wal.history(1, 0, 0, 100)), (err: Error & { code?: string }) => err.code === 'ERR_WAL_CORRUPT' && /bad body crc/.test(err.message));
   await wal.close();
 });
 

@@ -19,6 +19,7 @@ export interface StorageConfig {
   keyBytesMax: number;
   valueBytesMax: number;
   counterGapsMax: number;
+  syncPageReads: boolean;
 }
 
 export interface WalConfig {

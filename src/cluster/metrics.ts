@@ -79,6 +79,9 @@ export class NodeMetrics {
     gauge('ptn_page_cache_bytes', 'Bytes held by the page cache.', () => (ready() ? n.store.stats().pageMemory.cachedBytes : undefined));
     gauge('ptn_page_cache_dirty_bytes', 'Dirty bytes in the page cache.', () => (ready() ? n.store.stats().pageMemory.dirtyBytes : undefined));
     gauge('ptn_checkpoints', 'Checkpoints completed since start.', () => (ready() ? n.store.stats().checkpoints : undefined));
+    gauge('ptn_page_reads', 'Pages read from partition files since start (cache misses, prewarm and verification).', () => (ready() ? n.store.stats().pageMemory.pageReads : undefined));
+    gauge('ptn_page_reads_sync', 'Single page reads done synchronously on the event loop (storage.syncPageReads).', () => (ready() ? n.store.stats().pageMemory.pageReadsSync : undefined));
+    gauge('ptn_page_reads_slow', 'Synchronous page reads slower than a memory read: each sent page reads to the thread pool for 1 s.', () => (ready() ? n.store.stats().pageMemory.pageReadsSlow : undefined));
   }
 
   text(): Promise<string> {

@@ -60,6 +60,7 @@ import { MutationGate } from './mutation-gate.js';
 import { PageCache } from './page-cache.js';
 import { isValidPageSize, PageType, sealPage, pageProblem } from './page.js';
 import { type IoCounters, PartitionFile } from './partition-file.js';
+import { PageReads } from './page-reads.js';
 import { PartitionStore } from './partition-store.js';
 import { UpdateCounter } from './update-counter.js';
 
@@ -83,6 +84,9 @@ export interface PageMemoryStats {
   cachedBytes: number;
   dirtyBytes: number;
   pageReads: number;
+  /** Of the single page reads: synchronous ones (page-reads.ts), and those of them slower than a memory read. */
+  pageReadsSync: number;
+  pageReadsSlow: number;
   pageWrites: number;
   evictions: number;
   checkpoints: number;
@@ -104,7 +108,7 @@ export class PageMemory {
   private readonly fl: FileLayer;
   private readonly cache: PageCache;
   private readonly gate = new MutationGate();
-  private readonly io: IoCounters = { pageReads: 0, pageWrites: 0 };
+  private readonly io: IoCounters;
   private readonly partitions = new Set<PartitionStore>();
   private readonly byPath = new Map<string, PartitionStore>();
   private checkpointsDone = 0;
@@ -121,6 +125,7 @@ export class PageMemory {
 
   constructor(private readonly opts: PageMemoryOptions) {
     this.fl = opts.fileLayer ?? realFileLayer;
+    this.io = { pageReads: 0, pageWrites: 0, reads: new PageReads({ sync: opts.storage.syncPageReads }) };
     checkGeometry(opts.storage.pageSizeBytes, opts.storage);
     this.cache = new PageCache({
       budgetBytes: opts.storage.pageCacheBytesMax,
@@ -134,6 +139,8 @@ export class PageMemory {
       cachedBytes: this.cache.cachedBytes,
       dirtyBytes: this.cache.dirtyBytes,
       pageReads: this.io.pageReads,
+      pageReadsSync: this.io.reads!.counts.sync,
+      pageReadsSlow: this.io.reads!.counts.slow,
       pageWrites: this.io.pageWrites,
       evictions: this.cache.evictions,
       checkpoints: this.checkpointsDone,

@@ -14,6 +14,7 @@
 import path from 'node:path';
 import { assert, ErrorCode, fsError, ptnError } from '../errors.js';
 import type { FileLayer, FileLike } from '../util/file-layer.js';
+import type { PageReads } from './page-reads.js';
 import { checkPage, PAGE_SIZE_MIN, pageProblem, type PageType } from './page.js';
 import { decodeMetaPage, type MetaState, peekMetaHeader } from './meta-page.js';
 
@@ -30,6 +31,8 @@ export interface PageImage {
 export interface IoCounters {
   pageReads: number;
   pageWrites: number;
+  /** How single page reads reach the file (page-reads.ts); the thread pool when absent. */
+  reads?: PageReads;
 }
 
 /** Most pages one `writev` carries (bounded below IOV_MAX). */
@@ -164,7 +167,8 @@ export class PartitionFile {
     const buf = Buffer.allocUnsafe(this.pageSize);
     let got: number;
     try {
-      got = await this.fh.read(buf, 0, this.pageSize, index * this.pageSize);
+      const pos = index * this.pageSize;
+      got = await (this.io.reads ? this.io.reads.read(this.fh, buf, 0, this.pageSize, pos) : this.fh.read(buf, 0, this.pageSize, pos));
     } catch (err) {
       throw fsError(err, `read page ${index} of ${this.path}`);
     }

@@ -208,7 +208,12 @@ export class FaultFileLayer implements FileLayer {
 
 /** An open file under the fault layer: writes and syncs are checked against the current rules. */
 class FaultFile implements FileLike {
-  constructor(private readonly layer: FaultFileLayer, private readonly file: FileLike) {}
+  /** Reads pass through, synchronous ones too when the file has them (no read faults). */
+  readonly readSync?: (buffer: Uint8Array, offset: number, length: number, position: number) => number;
+
+  constructor(private readonly layer: FaultFileLayer, private readonly file: FileLike) {
+    if (file.readSync) this.readSync = (b, o, l, p) => file.readSync!(b, o, l, p);
+  }
 
   get path(): string {
     return this.file.path;

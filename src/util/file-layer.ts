@@ -13,6 +13,8 @@ export interface FileLike {
   readonly path: string;
   /** Reads up to `length` bytes at `position` into `buffer[offset..]`; returns bytes read (0 at EOF). */
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  /** The same read on the calling thread (a synchronous pread), where the file offers it: for reads the OS page cache serves (pagememory/page-reads.ts). */
+  readSync?(buffer: Uint8Array, offset: number, length: number, position: number): number;
   /** Writes `length` bytes of `buffer[offset..]` at `position`; resolves when all were written. */
   write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void>;
   /** Writes several buffers at `position`, back to back (one syscall where possible). */
@@ -52,6 +54,16 @@ class RealFile implements FileLike {
       const { bytesRead } = await this.fh.read(buffer, offset + done, length - done, position + done);
       if (bytesRead === 0) break;
       done += bytesRead;
+    }
+    return done;
+  }
+
+  readSync(buffer: Uint8Array, offset: number, length: number, position: number): number {
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(this.fh.fd, buffer, offset + done, length - done, position + done);
+      if (n === 0) break;
+      done += n;
     }
     return done;
   }

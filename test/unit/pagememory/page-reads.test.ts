@@ -1,0 +1,121 @@
+// Page reads: synchronous while fast, the thread pool for a while after a slow one.
+import { afterEach, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { realFileLayer, type FileLike } from '../../../src/util/file-layer.js';
+import { PageReads } from '../../../src/pagememory/page-reads.js';
+import { checkpoint, ID, openPm, put } from './pm-helpers.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ptn-'));
+});
+afterEach(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+/** A file whose synchronous reads take `syncMs[i]` of a fake clock each (the i-th read), recording how each read went. */
+function fakeFile(clock: { t: number }, syncMs: number[]): FileLike & { log: string[] } {
+  const log: string[] = [];
+  let i = 0;
+  const fill = (b: Uint8Array, o: number, l: number, p: number) => {
+    for (let k = 0; k < l; k++) b[o + k] = (p + k) & 0xff;
+    return l;
+  };
+  return {
+    log,
+    path: 'fake',
+    read: async (b, o, l, p) => (log.push('async'), fill(b, o, l, p)),
+    readSync: (b, o, l, p) => {
+      clock.t += syncMs[i++] ?? 0;
+      log.push('sync');
+      return fill(b, o, l, p);
+    },
+    write: async () => {},
+    writev: async () => {},
+    sync: async () => {},
+    datasync: async () => {},
+    truncate: async () => {},
+    size: async () => 0,
+    close: async () => {},
+  };
+}
+
+test('reads are synchronous while they are fast, and return the same bytes as the thread pool', async () => {
+  const clock = { t: 0 };
+  const reads = new PageReads({ sync: true, now: () => clock.t });
+  const f = fakeFile(clock, [0.01, 0.02, 0.01]);
+  const a = Buffer.alloc(8);
+  const b = Buffer.alloc(8);
+  for (let i = 0; i < 3; i++) assert.equal(await reads.read(f, a, 0, 8, 100), 8);
+  await f.read(b, 0, 8, 100);
+  assert.deepEqual(a, b);
+  assert.deepEqual(f.log, ['sync', 'sync', 'sync', 'async']);
+  assert.deepEqual(reads.counts, { sync: 3, async: 0, slow: 0 });
+});
+
+test('a slow synchronous read sends reads to the thread pool for holdMs, then the next one tries synchronously again', async () => {
+  const clock = { t: 0 };
+  const reads = new PageReads({ sync: true, slowUs: 250, holdMs: 1000, now: () => clock.t });
+  const f = fakeFile(clock, [0.01, 5, 0.01]); // the second read took 5 ms: the device
+  const buf = Buffer.alloc(4);
+  await reads.read(f, buf, 0, 4, 0);
+  await reads.read(f, buf, 0, 4, 0);
+  assert.equal(reads.holding, true);
+  clock.t += 500;
+  await reads.read(f, buf, 0, 4, 0); // still held
+  clock.t += 501;
+  assert.equal(reads.holding, false);
+  await reads.read(f, buf, 0, 4, 0);
+  assert.deepEqual(f.log, ['sync', 'sync', 'async', 'sync']);
+  assert.deepEqual(reads.counts, { sync: 3, async: 1, slow: 1 });
+});
+
+test('with sync off, or a file without readSync, every read goes to the thread pool', async () => {
+  const clock = { t: 0 };
+  const off = new PageReads({ sync: false, now: () => clock.t });
+  const f = fakeFile(clock, []);
+  await off.read(f, Buffer.alloc(4), 0, 4, 0);
+  const on = new PageReads({ sync: true, now: () => clock.t });
+  const noSync: FileLike = { ...fakeFile(clock, []), readSync: undefined };
+  await on.read(noSync, Buffer.alloc(4), 0, 4, 0);
+  assert.deepEqual(f.log, ['async']);
+  assert.deepEqual([off.counts, on.counts], [{ sync: 0, async: 1, slow: 0 }, { sync: 0, async: 1, slow: 0 }]);
+});
+
+test('the real file layer reads synchronously what it reads asynchronously, short at the end of the file', async () => {
+  const file = path.join(dir, 'f');
+  await fs.writeFile(file, Buffer.from('0123456789'));
+  const fh = await realFileLayer.open(file, 'r');
+  try {
+    const a = Buffer.alloc(6);
+    const b = Buffer.alloc(6);
+    assert.equal(fh.readSync!(a, 0, 6, 6), 4);
+    assert.equal(await fh.read(b, 0, 6, 6), 4);
+    assert.deepEqual(a, b);
+  } finally {
+    await fh.close();
+  }
+});
+
+test('a page memory reads missed pages synchronously by default, through the thread pool with syncPageReads false', async () => {
+  for (const syncPageReads of [true, false]) {
+    const sub = path.join(dir, String(syncPageReads));
+    const pm = await openPm(sub, { syncPageReads, pageCacheBytesMax: 1 << 20 });
+    const ps = await pm.createPartition(path.join(sub, 'p.bin'), ID);
+    for (let i = 0; i < 2000; i++) {
+      await put(pm, ps, `k${i}`, i + 1, Buffer.alloc(900, i & 0xff), 0);
+      if (i % 200 === 199) await checkpoint(pm); // dirty pages stay within the small cache
+    }
+    const readsBefore = pm.stats.pageReads;
+    // 2000 × ~1 KiB over a 1 MiB cache: reading every key back misses pages.
+    for (let i = 0; i < 2000; i++) assert.equal((await ps.get(`k${i}`))?.value[0], i & 0xff);
+    const s = pm.stats;
+    assert.ok(s.pageReads > readsBefore, 'pages were read from the file');
+    if (syncPageReads) assert.ok(s.pageReadsSync > 0 && s.pageReadsSync <= s.pageReads, JSON.stringify(s));
+    else assert.equal(s.pageReadsSync, 0);
+    await pm.close();
+  }
+});

@@ -81,7 +81,8 @@ export class NodeMetrics {
     gauge('ptn_checkpoints', 'Checkpoints completed since start.', () => (ready() ? n.store.stats().checkpoints : undefined));
     gauge('ptn_page_reads', 'Pages read from partition files since start (cache misses, prewarm and verification).', () => (ready() ? n.store.stats().pageMemory.pageReads : undefined));
     gauge('ptn_page_reads_sync', 'Single page reads done synchronously on the event loop (storage.syncPageReads).', () => (ready() ? n.store.stats().pageMemory.pageReadsSync : undefined));
-    gauge('ptn_page_reads_slow', 'Synchronous page reads slower than a memory read: each sent page reads to the thread pool for 1 s.', () => (ready() ? n.store.stats().pageMemory.pageReadsSlow : undefined));
+    gauge('ptn_page_reads_slow', 'Synchronous page reads slower than a read from memory (250 us).', () => (ready() ? n.store.stats().pageMemory.pageReadsSlow : undefined));
+    gauge('ptn_page_read_holds', 'Times page reads went to the thread pool for 1 s because most recent synchronous ones were slow.', () => (ready() ? n.store.stats().pageMemory.pageReadHolds : undefined));
   }
 
   text(): Promise<string> {

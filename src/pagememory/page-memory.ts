@@ -87,6 +87,8 @@ export interface PageMemoryStats {
   /** Of the single page reads: synchronous ones (page-reads.ts), and those of them slower than a memory read. */
   pageReadsSync: number;
   pageReadsSlow: number;
+  /** Times page reads went to the thread pool for a while (most recent synchronous ones were slow). */
+  pageReadHolds: number;
   pageWrites: number;
   evictions: number;
   checkpoints: number;
@@ -141,6 +143,7 @@ export class PageMemory {
       pageReads: this.io.pageReads,
       pageReadsSync: this.io.reads!.counts.sync,
       pageReadsSlow: this.io.reads!.counts.slow,
+      pageReadHolds: this.io.reads!.counts.holds,
       pageWrites: this.io.pageWrites,
       evictions: this.cache.evictions,
       checkpoints: this.checkpointsDone,

@@ -9,9 +9,14 @@
  * the same cached 84 MiB file, and on two shared cores each wake-up may preempt the loop. At 1M
  * entries (1.3 GiB of files, a 256 MiB cache) those reads were most of a joining node's replay.
  * But a read that goes to the device blocks the whole loop while it waits. So every synchronous
- * read is timed: one slower than `slowUs` (a device, not memory) sends every page read to the
- * thread pool for `holdMs`; the first read after that tries synchronously again. A node whose
- * data is on the device pays at most one blocking device read per `holdMs`.
+ * read is timed against `slowUs` (a device, not memory). One slow read proves little: on shared
+ * cores a read from memory is preempted now and then (measured: the first version, holding after
+ * any single slow read, sent ~97% of a joining node's reads to the pool). A decaying score
+ * (score × (1 − 1/32) + 1 per slow read) holds when it exceeds SLOW_SCORE_HOLD, i.e. when more than
+ * a quarter of the recent synchronous reads were slow: then every page read goes to the thread pool
+ * for `holdMs`. The score stays as it was, so after the hold one more slow read holds again, and
+ * fast ones bring it down. A node whose data is on the device pays about one blocking device read
+ * per `holdMs` (about ten at the very start).
  *
  * A file without `readSync` (a test double) is always read through the thread pool.
  */
@@ -30,17 +35,23 @@ export interface PageReadOptions {
 
 export const SLOW_SYNC_READ_US = 250;
 export const ASYNC_HOLD_MS = 1000;
+/** Decay of the slow-read score per synchronous read, and the score that starts a hold. */
+const SLOW_SCORE_DECAY = 1 - 1 / 32;
+export const SLOW_SCORE_HOLD = 8;
 
 /** Counters for stats and metrics. */
 export interface PageReadCounts {
   sync: number;
   async: number;
-  /** Synchronous reads slower than slowUs (each started a hold). */
+  /** Synchronous reads slower than slowUs. */
   slow: number;
+  /** Holds started (reads sent to the thread pool for holdMs). */
+  holds: number;
 }
 
 export class PageReads {
-  readonly counts: PageReadCounts = { sync: 0, async: 0, slow: 0 };
+  readonly counts: PageReadCounts = { sync: 0, async: 0, slow: 0, holds: 0 };
+  private slowScore = 0;
   private asyncUntil = -Infinity;
   private readonly slowMs: number;
   private readonly holdMs: number;
@@ -67,9 +78,14 @@ export class PageReads {
     const got = fh.readSync(buf, offset, length, position);
     const t1 = this.now();
     this.counts.sync++;
-    if (t1 - t0 > this.slowMs) {
+    const slow = t1 - t0 > this.slowMs;
+    this.slowScore = this.slowScore * SLOW_SCORE_DECAY + (slow ? 1 : 0);
+    if (slow) {
       this.counts.slow++;
-      this.asyncUntil = t1 + this.holdMs;
+      if (this.slowScore > SLOW_SCORE_HOLD) {
+        this.counts.holds++;
+        this.asyncUntil = t1 + this.holdMs;
+      }
     }
     return got;
   }

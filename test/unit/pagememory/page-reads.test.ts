@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { realFileLayer, type FileLike } from '../../../src/util/file-layer.js';
-import { PageReads } from '../../../src/pagememory/page-reads.js';
+import { PageReads, SLOW_SCORE_HOLD } from '../../../src/pagememory/page-reads.js';
 import { checkpoint, ID, openPm, put } from './pm-helpers.js';
 
 let dir: string;
@@ -53,24 +53,37 @@ test('reads are synchronous while they are fast, and return the same bytes as th
   await f.read(b, 0, 8, 100);
   assert.deepEqual(a, b);
   assert.deepEqual(f.log, ['sync', 'sync', 'sync', 'async']);
-  assert.deepEqual(reads.counts, { sync: 3, async: 0, slow: 0 });
+  assert.deepEqual(reads.counts, { sync: 3, async: 0, slow: 0, holds: 0 });
 });
 
-test('a slow synchronous read sends reads to the thread pool for holdMs, then the next one tries synchronously again', async () => {
+test('a slow synchronous read now and then keeps reads synchronous (a preempted read from memory)', async () => {
   const clock = { t: 0 };
   const reads = new PageReads({ sync: true, slowUs: 250, holdMs: 1000, now: () => clock.t });
-  const f = fakeFile(clock, [0.01, 5, 0.01]); // the second read took 5 ms: the device
-  const buf = Buffer.alloc(4);
-  await reads.read(f, buf, 0, 4, 0);
-  await reads.read(f, buf, 0, 4, 0);
-  assert.equal(reads.holding, true);
-  clock.t += 500;
-  await reads.read(f, buf, 0, 4, 0); // still held
-  clock.t += 501;
+  const f = fakeFile(clock, Array.from({ length: 400 }, (_, i) => (i % 8 === 0 ? 5 : 0.01))); // one in 8 takes 5 ms
+  for (let i = 0; i < 400; i++) await reads.read(f, Buffer.alloc(4), 0, 4, 0);
   assert.equal(reads.holding, false);
+  assert.deepEqual(reads.counts, { sync: 400, async: 0, slow: 50, holds: 0 });
+});
+
+test('when most synchronous reads are slow (the device), reads go to the thread pool for holdMs, then one slow read holds again', async () => {
+  const clock = { t: 0 };
+  const reads = new PageReads({ sync: true, slowUs: 250, holdMs: 1000, now: () => clock.t });
+  const f = fakeFile(clock, Array.from({ length: 100 }, () => 2)); // every read takes 2 ms
+  const buf = Buffer.alloc(4);
+  let firstHold = -1;
+  for (let i = 0; i < 20 && firstHold < 0; i++) {
+    await reads.read(f, buf, 0, 4, 0);
+    if (reads.holding) firstHold = i;
+  }
+  assert.ok(firstHold >= SLOW_SCORE_HOLD && firstHold < 12, `held after ${firstHold + 1} slow reads`);
   await reads.read(f, buf, 0, 4, 0);
-  assert.deepEqual(f.log, ['sync', 'sync', 'async', 'sync']);
-  assert.deepEqual(reads.counts, { sync: 3, async: 1, slow: 1 });
+  assert.equal(f.log.at(-1), 'async');
+  clock.t += 1001;
+  assert.equal(reads.holding, false);
+  await reads.read(f, buf, 0, 4, 0); // tried synchronously: slow again, so held again at once
+  assert.equal(f.log.at(-1), 'sync');
+  assert.equal(reads.holding, true);
+  assert.deepEqual(reads.counts, { sync: firstHold + 2, async: 1, slow: firstHold + 2, holds: 2 });
 });
 
 test('with sync off, or a file without readSync, every read goes to the thread pool', async () => {
@@ -82,7 +95,7 @@ test('with sync off, or a file without readSync, every read goes to the thread p
   const noSync: FileLike = { ...fakeFile(clock, []), readSync: undefined };
   await on.read(noSync, Buffer.alloc(4), 0, 4, 0);
   assert.deepEqual(f.log, ['async']);
-  assert.deepEqual([off.counts, on.counts], [{ sync: 0, async: 1, slow: 0 }, { sync: 0, async: 1, slow: 0 }]);
+  assert.deepEqual([off.counts, on.counts], [{ sync: 0, async: 1, slow: 0, holds: 0 }, { sync: 0, async: 1, slow: 0, holds: 0 }]);
 });
 
 test('the real file layer reads synchronously what it reads asynchronously, short at the end of the file', async () => {

@@ -18,6 +18,12 @@
  * fast ones bring it down. A node whose data is on the device pays about one blocking device read
  * per `holdMs` (about ten at the very start).
  *
+ * Synchronous reads never hold the event loop for long: a chain of them resolves in microtasks
+ * only, so a scan over pages not cached (a verify digest of an 84 MiB partition) would run to its
+ * end while timers, heartbeats and sockets waited (it did: a peer was declared dead after 6.8 s).
+ * Once reads have run `sliceMs` without the loop reaching its check phase (a setImmediate marks
+ * it), the next reads go to the thread pool, which hands the loop back, until it does.
+ *
  * A file without `readSync` (a test double) is always read through the thread pool.
  */
 import type { FileLike } from '../util/file-layer.js';
@@ -29,11 +35,16 @@ export interface PageReadOptions {
   slowUs?: number;
   /** Reads go to the thread pool this long after a slow synchronous one (ms). */
   holdMs?: number;
+  /** Synchronous reads run at most this long (ms) between two turns of the event loop. */
+  sliceMs?: number;
   /** Clock (ms, fractional); tests pass a fake. */
   now?: () => number;
+  /** Runs `fn` at the loop's next check phase (setImmediate); tests pass a fake. */
+  nextTurn?: (fn: () => void) => void;
 }
 
 export const SLOW_SYNC_READ_US = 250;
+export const SYNC_SLICE_MS = 4;
 export const ASYNC_HOLD_MS = 1000;
 /** Decay of the slow-read score per synchronous read, and the score that starts a hold. */
 const SLOW_SCORE_DECAY = 1 - 1 / 32;
@@ -47,11 +58,20 @@ export interface PageReadCounts {
   slow: number;
   /** Holds started (reads sent to the thread pool for holdMs). */
   holds: number;
+  /** Reads sent to the thread pool because synchronous ones had run sliceMs without a loop turn. */
+  yields: number;
 }
 
 export class PageReads {
-  readonly counts: PageReadCounts = { sync: 0, async: 0, slow: 0, holds: 0 };
+  readonly counts: PageReadCounts = { sync: 0, async: 0, slow: 0, holds: 0, yields: 0 };
   private slowScore = 0;
+  /** When the current run of synchronous reads began; undefined once the loop has turned since. */
+  private sliceStart: number | undefined;
+  private readonly sliceMs: number;
+  private readonly nextTurn: (fn: () => void) => void;
+  private readonly turned = () => {
+    this.sliceStart = undefined;
+  };
   private asyncUntil = -Infinity;
   private readonly slowMs: number;
   private readonly holdMs: number;
@@ -61,6 +81,8 @@ export class PageReads {
     this.slowMs = (opts.slowUs ?? SLOW_SYNC_READ_US) / 1000;
     this.holdMs = opts.holdMs ?? ASYNC_HOLD_MS;
     this.now = opts.now ?? (() => performance.now());
+    this.sliceMs = opts.sliceMs ?? SYNC_SLICE_MS;
+    this.nextTurn = opts.nextTurn ?? ((fn) => void setImmediate(fn));
   }
 
   /** True while reads go to the thread pool after a slow synchronous one. */
@@ -75,6 +97,14 @@ export class PageReads {
       return fh.read(buf, offset, length, position);
     }
     const t0 = this.now();
+    if (this.sliceStart === undefined) {
+      this.sliceStart = t0;
+      this.nextTurn(this.turned);
+    } else if (t0 - this.sliceStart > this.sliceMs) {
+      this.counts.yields++;
+      this.counts.async++;
+      return fh.read(buf, offset, length, position);
+    }
     const got = fh.readSync(buf, offset, length, position);
     const t1 = this.now();
     this.counts.sync++;

@@ -27,7 +27,11 @@ function fakeFile(clock: { t: number }, syncMs: number[]): FileLike & { log: str
   return {
     log,
     path: 'fake',
-    read: async (b, o, l, p) => (log.push('async'), fill(b, o, l, p)),
+    read: async (b, o, l, p) => {
+      log.push('async');
+      await new Promise((r) => setImmediate(r)); // a thread-pool read completes in a later turn of the loop
+      return fill(b, o, l, p);
+    },
     readSync: (b, o, l, p) => {
       clock.t += syncMs[i++] ?? 0;
       log.push('sync');
@@ -45,7 +49,7 @@ function fakeFile(clock: { t: number }, syncMs: number[]): FileLike & { log: str
 
 test('reads are synchronous while they are fast, and return the same bytes as the thread pool', async () => {
   const clock = { t: 0 };
-  const reads = new PageReads({ sync: true, now: () => clock.t });
+  const reads = new PageReads({ sync: true, sliceMs: Infinity, now: () => clock.t });
   const f = fakeFile(clock, [0.01, 0.02, 0.01]);
   const a = Buffer.alloc(8);
   const b = Buffer.alloc(8);
@@ -53,21 +57,21 @@ test('reads are synchronous while they are fast, and return the same bytes as th
   await f.read(b, 0, 8, 100);
   assert.deepEqual(a, b);
   assert.deepEqual(f.log, ['sync', 'sync', 'sync', 'async']);
-  assert.deepEqual(reads.counts, { sync: 3, async: 0, slow: 0, holds: 0 });
+  assert.deepEqual(reads.counts, { sync: 3, async: 0, slow: 0, holds: 0, yields: 0 });
 });
 
 test('a slow synchronous read now and then keeps reads synchronous (a preempted read from memory)', async () => {
   const clock = { t: 0 };
-  const reads = new PageReads({ sync: true, slowUs: 250, holdMs: 1000, now: () => clock.t });
+  const reads = new PageReads({ sync: true, slowUs: 250, holdMs: 1000, sliceMs: Infinity, now: () => clock.t });
   const f = fakeFile(clock, Array.from({ length: 400 }, (_, i) => (i % 8 === 0 ? 5 : 0.01))); // one in 8 takes 5 ms
   for (let i = 0; i < 400; i++) await reads.read(f, Buffer.alloc(4), 0, 4, 0);
   assert.equal(reads.holding, false);
-  assert.deepEqual(reads.counts, { sync: 400, async: 0, slow: 50, holds: 0 });
+  assert.deepEqual(reads.counts, { sync: 400, async: 0, slow: 50, holds: 0, yields: 0 });
 });
 
 test('when most synchronous reads are slow (the device), reads go to the thread pool for holdMs, then one slow read holds again', async () => {
   const clock = { t: 0 };
-  const reads = new PageReads({ sync: true, slowUs: 250, holdMs: 1000, now: () => clock.t });
+  const reads = new PageReads({ sync: true, slowUs: 250, holdMs: 1000, sliceMs: Infinity, now: () => clock.t });
   const f = fakeFile(clock, Array.from({ length: 100 }, () => 2)); // every read takes 2 ms
   const buf = Buffer.alloc(4);
   let firstHold = -1;
@@ -83,19 +87,35 @@ test('when most synchronous reads are slow (the device), reads go to the thread 
   await reads.read(f, buf, 0, 4, 0); // tried synchronously: slow again, so held again at once
   assert.equal(f.log.at(-1), 'sync');
   assert.equal(reads.holding, true);
-  assert.deepEqual(reads.counts, { sync: firstHold + 2, async: 1, slow: firstHold + 2, holds: 2 });
+  assert.deepEqual(reads.counts, { sync: firstHold + 2, async: 1, slow: firstHold + 2, holds: 2, yields: 0 });
+});
+
+test('synchronous reads hand the loop back after sliceMs without a turn: the next reads go to the thread pool until it turns', async () => {
+  const clock = { t: 0 };
+  const reads = new PageReads({ sync: true, sliceMs: 4, now: () => clock.t });
+  const f = fakeFile(clock, Array.from({ length: 100 }, () => 0.1)); // 0.1 ms each: 40 fit a slice
+  let timerRan = 0;
+  const timer = setImmediate(() => timerRan++);
+  for (let i = 0; i < 100; i++) await reads.read(f, Buffer.alloc(4), 0, 4, 0);
+  clearImmediate(timer);
+  // About 40 synchronous reads (4 ms), then a pool read, during which the loop turns: a new slice.
+  const k = f.log.indexOf('async');
+  assert.ok(k >= 39 && k <= 41 && f.log.slice(0, k).every((x) => x === 'sync'), f.log.join(','));
+  assert.equal(f.log[k + 1], 'sync', 'the loop turned during the pool read: a new slice');
+  assert.ok(reads.counts.yields >= 2 && reads.counts.sync + reads.counts.async === 100, JSON.stringify(reads.counts));
+  assert.equal(timerRan, 1, 'a callback waiting for the loop ran while the reads went on');
 });
 
 test('with sync off, or a file without readSync, every read goes to the thread pool', async () => {
   const clock = { t: 0 };
-  const off = new PageReads({ sync: false, now: () => clock.t });
+  const off = new PageReads({ sync: false, sliceMs: Infinity, now: () => clock.t });
   const f = fakeFile(clock, []);
   await off.read(f, Buffer.alloc(4), 0, 4, 0);
-  const on = new PageReads({ sync: true, now: () => clock.t });
+  const on = new PageReads({ sync: true, sliceMs: Infinity, now: () => clock.t });
   const noSync: FileLike = { ...fakeFile(clock, []), readSync: undefined };
   await on.read(noSync, Buffer.alloc(4), 0, 4, 0);
   assert.deepEqual(f.log, ['async']);
-  assert.deepEqual([off.counts, on.counts], [{ sync: 0, async: 1, slow: 0, holds: 0 }, { sync: 0, async: 1, slow: 0, holds: 0 }]);
+  assert.deepEqual([off.counts, on.counts], [{ sync: 0, async: 1, slow: 0, holds: 0, yields: 0 }, { sync: 0, async: 1, slow: 0, holds: 0, yields: 0 }]);
 });
 
 test('the real file layer reads synchronously what it reads asynchronously, short at the end of the file', async () => {

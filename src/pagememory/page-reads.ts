@@ -33,7 +33,7 @@ export interface PageReadOptions {
   sync: boolean;
   /** A synchronous read slower than this (µs) counts as a device read. */
   slowUs?: number;
-  /** Reads go to the thread pool this long after a slow synchronous one (ms). */
+  /** Reads go to the thread pool this long once most recent synchronous ones were slow (ms). */
   holdMs?: number;
   /** Synchronous reads run at most this long (ms) between two turns of the event loop. */
   sliceMs?: number;
@@ -64,18 +64,20 @@ export interface PageReadCounts {
 
 export class PageReads {
   readonly counts: PageReadCounts = { sync: 0, async: 0, slow: 0, holds: 0, yields: 0 };
+  private readonly slowMs: number;
+  private readonly holdMs: number;
+  private readonly sliceMs: number;
+  private readonly now: () => number;
+  private readonly nextTurn: (fn: () => void) => void;
+  /** Decaying count of slow synchronous reads (see the file comment). */
   private slowScore = 0;
+  /** Reads go to the thread pool until then (a hold). */
+  private asyncUntil = -Infinity;
   /** When the current run of synchronous reads began; undefined once the loop has turned since. */
   private sliceStart: number | undefined;
-  private readonly sliceMs: number;
-  private readonly nextTurn: (fn: () => void) => void;
   private readonly turned = () => {
     this.sliceStart = undefined;
   };
-  private asyncUntil = -Infinity;
-  private readonly slowMs: number;
-  private readonly holdMs: number;
-  private readonly now: () => number;
 
   constructor(private readonly opts: PageReadOptions) {
     this.slowMs = (opts.slowUs ?? SLOW_SYNC_READ_US) / 1000;
@@ -85,7 +87,7 @@ export class PageReads {
     this.nextTurn = opts.nextTurn ?? ((fn) => void setImmediate(fn));
   }
 
-  /** True while reads go to the thread pool after a slow synchronous one. */
+  /** True during a hold: reads go to the thread pool. */
   get holding(): boolean {
     return this.now() < this.asyncUntil;
   }

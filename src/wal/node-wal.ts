@@ -255,6 +255,8 @@ export class NodeWal {
         // Past the records of a wiped incarnation, and past those the skip points say are ≤ fromExclusive.
         const from = Math.max(reset && seg.index === reset.segment ? reset.offset : SEGMENT_HEADER_BYTES, this.historyIndex.scanStart(seg.index, key, fromExclusive)!);
         const to = seg.index === written.segment ? written.offset : seg.bytes;
+        // A skip point may lie past `to` (appended after the flush): nothing below it is served.
+        if (from >= to) continue;
         // Bodies unchecked but for the records served: the others' key fields are read from bytes
         // no CRC vouched for, so a corrupt one may be skipped (its partition's counters then show
         // the gap: the demander asks again, then starts over from a file) but never served.

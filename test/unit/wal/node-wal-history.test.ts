@@ -152,6 +152,29 @@ test('a history read of a partition\'s last counters reads the end of a segment,
   await wal.close();
 });
 
+test('a history read whose skip point lands past what was written when it began reads nothing there', async () => {
+  // The read opens segment 0 first; while it waits there, records are appended to the active
+  // segment: a skip point past the read's end (counters below fromExclusive), then one above it.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let hold = false;
+  const fileLayer = { ...realFileLayer, open: async (p: string, f: string) => (hold && p.endsWith('0000000000000000.wal') ? await gate : undefined, realFileLayer.open(p, f)) };
+  const wal = await NodeWal.open({ dir, clusterId: CLUSTER, config: walConfig(), fileLayer });
+  await wal.append(put(1, 0, 600, 10)); // segment 0 holds one counter above 500: the read opens it
+  for (let c = 1; c <= 70; c++) await wal.append(put(1, 0, c, 1000)); // segment 0 full, segment 1 begun
+  assert.deepEqual(await segmentFiles(), [0, 1]);
+  hold = true;
+  const reading = collect(wal.history(1, 0, 500, 10_000));
+  await new Promise((r) => setTimeout(r, 20)); // the read has flushed and waits to open segment 0
+  for (let c = 71; c <= 80; c++) wal.appendNoWait(put(1, 0, c, 1000)); // > 4 KiB: a skip point with max <= 500
+  wal.appendNoWait(put(1, 0, 1000, 10));
+  release();
+  assert.deepEqual(counters(await reading), [600]); // what was appended after the read began is not part of it
+  hold = false;
+  assert.deepEqual(counters(await collect(wal.history(1, 0, 500, 10_000))), [600, 1000]);
+  await wal.close();
+});
+
 test('a history read serves no record with a bad body CRC and is not stopped by one of another partition', async () => {
   const wal = await openWal(dir);
   const pointers = await fill(wal, 1, 40, 2); // counters 2, 4 … in partition 0; 1, 3 … in partition 1

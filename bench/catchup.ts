@@ -66,6 +66,8 @@ const HELP = `bench:catchup — a new replica joins under a fixed-rate write loa
   --yield-wait-max-ms W   rebalance.yieldWaitMaxMs of the nodes (default: the node default, 100)
   --yield-utilization U   rebalance.yieldUtilization of the nodes (0–1; with --yield-lag-ms: steps also wait
                           while the loop was busy more than U of the last 50 ms)
+  --compression C         rebalance.compression of the nodes: none (the node default) or lz4 (per chunk, kept
+                          when smaller; Redis compresses its RDB strings with LZF by default, rdbcompression yes)
   --durability MODE       WAL durability of the nodes: background (default, like Redis without AOF) or fsync
   --route MODE            primary (default): the load sends each write to its partition's primary, as a
                           partition-aware client does (Redis clients write to the master); first: all
@@ -99,6 +101,7 @@ const { values: args } = parseArgs({
     'yield-lag-ms': { type: 'string' },
     'yield-wait-max-ms': { type: 'string' },
     'yield-utilization': { type: 'string' },
+    compression: { type: 'string' },
     durability: { type: 'string', default: 'background' },
     'sync-mode': { type: 'string', default: 'full-sync' },
     route: { type: 'string', default: 'primary' },
@@ -147,8 +150,11 @@ const YIELD_LAG_MS = intFlag('yield-lag-ms', 0);
 const YIELD_WAIT_MAX_MS = intFlag('yield-wait-max-ms', 1);
 const YIELD_UTILIZATION = args['yield-utilization'] !== undefined ? Number(args['yield-utilization']) : undefined;
 if (YIELD_UTILIZATION !== undefined && !(YIELD_UTILIZATION > 0 && YIELD_UTILIZATION <= 1)) throw new Error(`--yield-utilization must be a number in (0, 1], got ${args['yield-utilization']}`);
+const COMPRESSION = args.compression as 'none' | 'lz4' | undefined;
+if (COMPRESSION !== undefined && !['none', 'lz4'].includes(COMPRESSION)) throw new Error(`--compression must be none or lz4, got ${COMPRESSION}`);
 /** rebalance settings of every node, from the flags. */
-const REBALANCE: Record<string, number> = {
+const REBALANCE: Record<string, number | string> = {
+  ...(COMPRESSION !== undefined ? { compression: COMPRESSION } : {}),
   ...(THROTTLE_MBPS > 0 ? { throttleBytesPerSec: Math.round(THROTTLE_MBPS * MiB) } : {}),
   ...(RECEIVE_SLOTS !== undefined ? { receiveSlots: RECEIVE_SLOTS } : {}),
   ...(PREWARM_MIB !== undefined ? { prewarmBytesMax: PREWARM_MIB * MiB } : {}),
@@ -453,7 +459,7 @@ try {
     bench: 'catchup',
     when: new Date().toISOString(),
     host: { cpus: os.cpus().length, node: process.version },
-    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, syncMode: SYNC_MODE, route: ROUTE, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS, receiveSlots: RECEIVE_SLOTS ?? null, prewarmMiB: PREWARM_MIB ?? null, yieldLagMs: YIELD_LAG_MS ?? null, yieldWaitMaxMs: YIELD_WAIT_MAX_MS ?? null, yieldUtilization: YIELD_UTILIZATION ?? null },
+    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, syncMode: SYNC_MODE, route: ROUTE, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS, receiveSlots: RECEIVE_SLOTS ?? null, prewarmMiB: PREWARM_MIB ?? null, yieldLagMs: YIELD_LAG_MS ?? null, yieldWaitMaxMs: YIELD_WAIT_MAX_MS ?? null, yieldUtilization: YIELD_UTILIZATION ?? null, compression: COMPRESSION ?? 'none' },
     rate: ptn.rate,
     ptn: { ...ptn, join: { ...ptn.join, tempWalPeakBytes: ptn.join.tempWalPeakBytes ?? null, fenceMsMax: ptn.join.fenceMsMax ?? null } },
     redis: redis ?? { skipped: args.peer === 'redis' ? REDIS_INSTALL_HINT : 'not asked (--peer redis)' },

@@ -88,9 +88,10 @@ describe('benchmarks complete at a tiny size and write results and a chart', () 
   it('bench:catchup (with the Redis column when redis-server is installed, its skip reason otherwise)', async () => {
     const { doc } = await smoke('catchup', [
       '--entries', '1500', '--partitions', '2', '--rate', '300', '--sustain-sec', '1', '--sustain-concurrency', '16',
-      '--before-sec', '1', '--after-sec', '0.5', '--peer', 'redis', '--seed', '7', '--quiet',
+      '--before-sec', '1', '--after-sec', '0.5', '--peer', 'redis', '--seed', '7', '--compression', 'lz4', '--quiet',
     ]);
     assert.equal(doc.bench, 'catchup');
+    assert.equal(doc.params.compression, 'lz4');
     assert.ok(isNum(doc.rate) && doc.rate > 0);
     assert.ok(isNum(doc.ptn.joinSeconds));
     assert.equal(doc.ptn.verify.ok, true, JSON.stringify(doc.ptn.verify.mismatches));

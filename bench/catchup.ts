@@ -459,7 +459,7 @@ try {
     bench: 'catchup',
     when: new Date().toISOString(),
     host: { cpus: os.cpus().length, node: process.version },
-    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, syncMode: SYNC_MODE, route: ROUTE, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS, receiveSlots: RECEIVE_SLOTS ?? null, prewarmMiB: PREWARM_MIB ?? null, yieldLagMs: YIELD_LAG_MS ?? null, yieldWaitMaxMs: YIELD_WAIT_MAX_MS ?? null, yieldUtilization: YIELD_UTILIZATION ?? null, compression: COMPRESSION ?? 'none' },
+    params: { entries: ENTRIES, valueBytes: VALUE_BYTES, partitions: PARTITIONS, rateAsked: RATE, loadShare: LOAD_SHARE, beforeSec: BEFORE_SEC, afterSec: AFTER_SEC, durability: DURABILITY, syncMode: SYNC_MODE, route: ROUTE, seed: SEED, peer: args.peer, inFlightMax: IN_FLIGHT_MAX, throttleMBps: THROTTLE_MBPS, receiveSlots: RECEIVE_SLOTS ?? null, prewarmMiB: PREWARM_MIB ?? null, yieldLagMs: YIELD_LAG_MS ?? null, yieldWaitMaxMs: YIELD_WAIT_MAX_MS ?? null, yieldUtilization: YIELD_UTILIZATION ?? null, compression: COMPRESSION ?? null },
     rate: ptn.rate,
     ptn: { ...ptn, join: { ...ptn.join, tempWalPeakBytes: ptn.join.tempWalPeakBytes ?? null, fenceMsMax: ptn.join.fenceMsMax ?? null } },
     redis: redis ?? { skipped: args.peer === 'redis' ? REDIS_INSTALL_HINT : 'not asked (--peer redis)' },

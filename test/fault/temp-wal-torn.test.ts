@@ -50,7 +50,15 @@ test('a torn temp-WAL write at a crash: recovery truncates the tail and the miss
 
   const joined = await addNode(c, 'healthy');
   const n3 = () => nodeOf(c, joined.id);
-  const streaming = await waitFor('a task of the new node STREAMING', async () => (await tasks(nodeOf(c, 'node-1').adminAddress)).find((x) => x.node === joined.id && x.phase === 'STREAMING'), 60_000, 20);
+  // A task shows STREAMING as soon as it enters the phase, while the record saying so may still be
+  // on its way to disk and the temporary file not yet created; a kill in that window restarts it
+  // from PENDING (recovery rows 2 and 4). A verified byte means both are done.
+  const streaming = await waitFor(
+    'a task of the new node STREAMING with a verified byte',
+    async () => (await tasks(nodeOf(c, 'node-1').adminAddress)).find((x) => x.node === joined.id && x.phase === 'STREAMING' && x.bytesDone > 0),
+    60_000,
+    20,
+  );
   // The partition torn is one in STREAMING: after the restart it resumes the same snapshot, so
   // the counters written since are missing (a PENDING one would start over with a fresh file).
   // The cache is the cluster's first: id 1 (src/demander/task-store.ts names the dir twal-<cacheId>-<partition>).
@@ -79,7 +87,11 @@ test('a torn temp-WAL write at a crash: recovery truncates the tail and the miss
 
   const after = (needle: string) => logLines(n3(), needle).map((l) => JSON.parse(l) as LogLine).filter((x) => x.partition === partition && x.time > killedAt);
   const resumed = await waitFor('the resume log line', () => after('resuming a rebalance task after a restart')[0] as (LogLine & { action?: string }) | undefined, 10_000);
-  assert.equal(resumed.action, 'resumeStream', `partition ${partition} resumed its stream from the same snapshot`);
+  if (resumed.action !== 'resumeStream') {
+    // What the node logged about the partition before the kill says why (a start over, a failed attempt).
+    const before = logLines(n3(), `"partition":${partition},`).filter((l) => (JSON.parse(l) as LogLine).time <= killedAt).slice(-12);
+    assert.fail(`partition ${partition} did not resume its stream from the same snapshot: ${JSON.stringify(resumed)}\n${before.join('\n')}`);
+  }
   const recovered = await waitFor('the recovery log line', () => after('temporary WAL recovered')[0], 10_000);
   assert.equal(recovered.truncatedBytes, TORN_BYTES, 'the torn tail was truncated on recovery');
   // The metric counts every tail cut since the start (a kill mid-append may tear other logs too).

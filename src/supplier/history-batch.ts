@@ -72,7 +72,9 @@ export async function readHistoryBatch(
   let upTo = q.toInclusive;
   let kept: Update[] = [];
   let bytes = 0;
-  for await (const r of wal.history(q.cacheId, q.partition, q.fromExclusive, q.toInclusive)) {
+  // The read ends once nothing at or below upTo can follow (NodeWal.history), not at the WAL's end.
+  const bound = { upTo };
+  for await (const r of wal.history(q.cacheId, q.partition, q.fromExclusive, q.toInclusive, bound)) {
     if ((r.type !== 'put' && r.type !== 'remove') || r.counter > upTo) continue;
     const u: Update = r.type === 'put'
       ? { cacheId: r.cacheId, partition: r.partition, counter: r.counter, key: r.key, op: 'put', valueKind: r.valueKind, value: r.value }
@@ -86,6 +88,7 @@ export async function readHistoryBatch(
         bytes -= updateSize(dropped);
         upTo = Math.min(upTo, dropped.counter - 1);
       }
+      bound.upTo = upTo;
       if (kept[kept.length - 1]!.counter > upTo) {
         // Only with a repeated counter (not logged twice in practice): keep the range exact anyway.
         kept = kept.filter((k) => k.counter <= upTo);

@@ -25,6 +25,14 @@
  * counters above c starts at the last skip point whose prefix max is ≤ c: every record of the
  * partition before it has a counter ≤ c, whatever order the counters were logged in. At most
  * SKIP_POINTS_MAX per (segment, partition), so memory stays bounded with many partitions.
+ *
+ * Where it may end (`readEnds`): a batch of history stops at the highest counter that fits, but
+ * without a bound the read went on to the end of the WAL to find any lower counter logged late,
+ * so each batch of a long range read the whole tail again (the 1M join: ~3,000 counters per
+ * partition in 1 MiB batches, every batch reading the ~50 MB since the checkpoint). Each range
+ * also keeps its lag — how far a counter fell below the highest logged before it in the segment —
+ * so once a read has seen counter m, every later record of the partition in that segment is
+ * ≥ m − lag, and past upTo + lag nothing below upTo can follow.
  */
 import type { WalPointer } from './record.js';
 import { comparePointers } from './record.js';
@@ -44,6 +52,12 @@ export interface CounterRange {
   /** Skip points, ascending: a record of the partition starts at `skipAt[i]`, and every record of it before that offset has a counter ≤ `skipMax[i]`. */
   skipAt: number[];
   skipMax: number[];
+  /**
+   * How far a counter of the partition fell below the highest one logged before it in the
+   * segment, at most (0: logged in ascending order). Every record of it after one with counter m
+   * has a counter ≥ m − lag: where a read of counters ≤ c may stop (`readEnds`).
+   */
+  lag: number;
 }
 
 /** Skip points kept per (segment, partition) at most. */
@@ -93,7 +107,7 @@ export class HistoryIndex {
   onRecord(summary: SegmentSummary, cacheId: number, partition: number, counter: number, offset: number): void {
     const key = cacheId * 65536 + partition;
     const range = summary.get(key);
-    if (range === undefined) summary.set(key, { min: counter, max: counter, first: offset, skipAt: [], skipMax: [] });
+    if (range === undefined) summary.set(key, { min: counter, max: counter, first: offset, skipAt: [], skipMax: [], lag: 0 });
     else {
       const n = range.skipAt.length;
       if (n < SKIP_POINTS_MAX && offset - (n === 0 ? range.first : range.skipAt[n - 1]!) >= this.skipBytes) {
@@ -101,7 +115,10 @@ export class HistoryIndex {
         range.skipMax.push(range.max); // the max so far: of the records before this one
       }
       if (counter > range.max) range.max = counter;
-      else if (counter < range.min) range.min = counter;
+      else {
+        if (range.max - counter > range.lag) range.lag = range.max - counter;
+        if (counter < range.min) range.min = counter;
+      }
     }
     const st = this.partitions.get(key);
     if (st === undefined) {
@@ -179,6 +196,18 @@ export class HistoryIndex {
       else hi = mid;
     }
     return lo === 0 ? range.first : range.skipAt[lo - 1]!;
+  }
+
+  /**
+   * True when a read of the partition's records with counter ≤ `toInclusive` may stop in
+   * `segment` once it has seen one with counter `seenMax` (the highest of its records read so far
+   * in the segment): every later record of it there has a counter ≥ seenMax − lag > toInclusive.
+   * The lag only grows as records are appended, so an answer given for the records written so
+   * far holds for them later too.
+   */
+  readEnds(segment: number, key: number, seenMax: number, toInclusive: number): boolean {
+    const range = this.summaries.get(segment)?.get(key);
+    return range !== undefined && seenMax - range.lag > toInclusive;
   }
 
   /** State to persist in history.floors. */

@@ -231,15 +231,20 @@ export class NodeWal {
    * Records ('put'/'remove') of one partition with fromExclusive < counter ≤ toInclusive, in WAL
    * order, including records appended but not yet written (they are flushed first). Throws
    * ERR_WAL_HISTORY_GONE when records in that range may have been deleted.
+   *
+   * `bound`, when given, is the caller's upper end as it lowers it while reading (a batch that
+   * filled up needs nothing above its last counter): the read stops as soon as no record at or
+   * below `bound.upTo` can follow (HistoryIndex.readEnds, segmentMayHold), instead of at the end
+   * of the WAL. Records above it may still be yielded (the caller drops them).
    */
-  history(cacheId: number, partition: number, fromExclusive: number, toInclusive: number): AsyncIterable<WalRecord> {
+  history(cacheId: number, partition: number, fromExclusive: number, toInclusive: number, bound?: { upTo: number }): AsyncIterable<WalRecord> {
     this.checkOpen();
     assert(Number.isSafeInteger(fromExclusive) && Number.isSafeInteger(toInclusive), 'history range must be safe integers');
     this.checkHistory(cacheId, partition, fromExclusive);
-    return this.readHistory(cacheId, partition, fromExclusive, toInclusive);
+    return this.readHistory(cacheId, partition, fromExclusive, toInclusive, bound ?? { upTo: toInclusive });
   }
 
-  private async *readHistory(cacheId: number, partition: number, fromExclusive: number, toInclusive: number): AsyncIterable<WalRecord> {
+  private async *readHistory(cacheId: number, partition: number, fromExclusive: number, toInclusive: number, bound: { upTo: number }): AsyncIterable<WalRecord> {
     const key = partitionKey(cacheId, partition);
     const pin: Pin = { key, fromExclusive };
     this.readerPins.add(pin);
@@ -251,7 +256,7 @@ export class NodeWal {
       const f: RecordKeyFields = { cacheId: 0, partition: 0, counter: 0 };
       for (const seg of this.segments.slice()) {
         if (seg.index > written.segment || (reset && seg.index < reset.segment)) continue;
-        if (!this.historyIndex.segmentMayHold(seg.index, key, fromExclusive, toInclusive)) continue;
+        if (!this.historyIndex.segmentMayHold(seg.index, key, fromExclusive, Math.min(toInclusive, bound.upTo))) continue;
         // Past the records of a wiped incarnation, and past those the skip points say are ≤ fromExclusive.
         const from = Math.max(reset && seg.index === reset.segment ? reset.offset : SEGMENT_HEADER_BYTES, this.historyIndex.scanStart(seg.index, key, fromExclusive)!);
         const to = seg.index === written.segment ? written.offset : seg.bytes;
@@ -260,12 +265,18 @@ export class NodeWal {
         // Bodies unchecked but for the records served: the others' key fields are read from bytes
         // no CRC vouched for, so a corrupt one may be skipped (its partition's counters then show
         // the gap: the demander asks again, then starts over from a file) but never served.
-        for await (const r of this.readSegment(seg.index, from, to, false)) {
+        let seenMax = 0; // highest counter of the partition read in this segment
+        segment: for await (const r of this.readSegment(seg.index, from, to, false)) {
           for (let i = 0; i < r.count; i++) {
             const type = r.types[i]!;
             if (type !== RecordType.put && type !== RecordType.remove) continue;
             peekRecordBody(type, r.buf, r.bodyStarts[i]!, r.bodyEnds[i]!, f);
-            if (f.partition !== partition || f.cacheId !== cacheId || f.counter <= fromExclusive || f.counter > toInclusive) continue;
+            if (f.partition !== partition || f.cacheId !== cacheId) continue;
+            if (f.counter > seenMax) {
+              seenMax = f.counter;
+              if (this.historyIndex.readEnds(seg.index, key, seenMax, Math.min(toInclusive, bound.upTo))) break segment;
+            }
+            if (f.counter <= fromExclusive || f.counter > toInclusive) continue;
             if (!r.bodyValid(i)) throw this.corrupt(`${this.segmentPath(seg.index)}: bad body crc at offset ${r.offsets[i]}`, { file: this.segmentPath(seg.index), offset: r.offsets[i] });
             yield decodeRecordBody(type, r.buf, r.bodyStarts[i]!, r.bodyEnds[i]!);
           }

@@ -125,10 +125,24 @@ test('history from any counter equals a filter of every record, with counters lo
     const from = Math.floor(rnd() * next[p]!);
     return { p, from, to: rnd() < 0.5 ? Infinity : from + Math.floor(rnd() * 100) };
   });
-  for (const q of queries) assert.deepEqual(counters(await collect(wal.history(1, q.p, q.from, Math.min(q.to, 1e9)))), expected(q.p, q.from, q.to), `seed ${seed} ${JSON.stringify(q)}`);
+  // With a bound the read may stop early, and may yield records above it, never miss one below.
+  const bounded = async (w: NodeWal, q: { p: number; from: number; to: number }) => {
+    const bound = { upTo: q.from + 1 + Math.floor(rnd() * 60) };
+    const got = counters(await collect(w.history(1, q.p, q.from, Math.min(q.to, 1e9), bound))).filter((c) => c <= bound.upTo);
+    return { got, want: expected(q.p, q.from, Math.min(q.to, bound.upTo)), upTo: bound.upTo };
+  };
+  for (const q of queries) {
+    assert.deepEqual(counters(await collect(wal.history(1, q.p, q.from, Math.min(q.to, 1e9)))), expected(q.p, q.from, q.to), `seed ${seed} ${JSON.stringify(q)}`);
+    const b = await bounded(wal, q);
+    assert.deepEqual(b.got, b.want, `seed ${seed} bounded at ${b.upTo} ${JSON.stringify(q)}`);
+  }
   await wal.close();
-  const again = await openWal(dir, { segmentBytes: 64 * 1024 }); // skip points rebuilt by recovery
-  for (const q of queries) assert.deepEqual(counters(await collect(again.history(1, q.p, q.from, Math.min(q.to, 1e9)))), expected(q.p, q.from, q.to), `seed ${seed} after reopen ${JSON.stringify(q)}`);
+  const again = await openWal(dir, { segmentBytes: 64 * 1024 }); // skip points and lags rebuilt by recovery
+  for (const q of queries) {
+    assert.deepEqual(counters(await collect(again.history(1, q.p, q.from, Math.min(q.to, 1e9)))), expected(q.p, q.from, q.to), `seed ${seed} after reopen ${JSON.stringify(q)}`);
+    const b = await bounded(again, q);
+    assert.deepEqual(b.got, b.want, `seed ${seed} bounded at ${b.upTo} after reopen ${JSON.stringify(q)}`);
+  }
   await again.close();
 });
 
@@ -146,6 +160,31 @@ test('a history read of a partition\'s last counters reads the end of a segment,
     bytesRead = 0;
     assert.equal((await collect(wal.history(1, 2, 0, 5000))).length, 900); // from the start: the whole segment
     assert.ok(bytesRead > 3.5 * 1024 * 1024, `read ${bytesRead} bytes for the whole history`);
+    await wal.close();
+    wal = await NodeWal.open({ dir, clusterId: CLUSTER, config, fileLayer });
+  }
+  await wal.close();
+});
+
+test('a bounded history read stops where no record at or below its bound can follow, also after a reopen', async () => {
+  let bytesRead = 0;
+  const fileLayer = hookedFileLayer({ afterRead: (_file, n) => void (bytesRead += n) });
+  const config = walConfig({ segmentBytes: 4 * 1024 * 1024 });
+  let wal = await NodeWal.open({ dir, clusterId: CLUSTER, config, fileLayer });
+  await fill(wal, 1, 3600, 4); // ~3.6 MiB in one segment, counters in ascending order
+  // A counter of partition 2 logged late, 7 below the highest before it: reads of (…, c] now go
+  // on until 7 past c in this segment.
+  await wal.append(put(1, 2, 3591, 1000));
+  for (let round = 0; round < 2; round++) {
+    bytesRead = 0;
+    const early = counters(await collect(wal.history(1, 2, 200, 5000, { upTo: 400 }))).filter((c) => c <= 400);
+    assert.deepEqual(early, range(201, 400).filter((c) => c % 4 === 2));
+    const boundedBytes = bytesRead;
+    bytesRead = 0;
+    assert.equal(counters(await collect(wal.history(1, 2, 200, 5000))).length, 851); // 850 in order + the late one
+    assert.ok(boundedBytes < 1.5 * 1024 * 1024 && bytesRead > 3 * 1024 * 1024, `read ${boundedBytes} bytes bounded, ${bytesRead} unbounded of a 3.6 MiB segment (round ${round})`);
+    // The late record is found by a read bounded below it: the early stop misses nothing.
+    assert.deepEqual(counters(await collect(wal.history(1, 2, 3588, 5000, { upTo: 3593 }))).filter((c) => c <= 3593), [3590, 3591]);
     await wal.close();
     wal = await NodeWal.open({ dir, clusterId: CLUSTER, config, fileLayer });
   }
